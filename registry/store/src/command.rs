@@ -15,12 +15,19 @@ pub enum Command {
     Delete(DeleteRequest),
     Txn(TxnRequest),
     /// Drop history older than `revision`.
-    Compact { revision: Revision },
+    Compact {
+        revision: Revision,
+    },
     /// Create a lease. The id is chosen by the proposer (the leader), so
     /// every replica stores the same one.
-    LeaseGrant { id: LeaseId, ttl: i64 },
+    LeaseGrant {
+        id: LeaseId,
+        ttl: i64,
+    },
     /// Revoke (or expire: the leader decided) a lease and delete its keys.
-    LeaseRevoke { id: LeaseId },
+    LeaseRevoke {
+        id: LeaseId,
+    },
 }
 
 impl std::fmt::Display for Command {
