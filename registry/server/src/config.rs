@@ -19,6 +19,9 @@ pub struct Config {
     /// `(name, peer URL)` of the nodes that form a new cluster. Ignored once
     /// the data directory belongs to a cluster.
     pub initial_cluster: Vec<(String, String)>,
+    /// `existing` (etcd's `--initial-cluster-state existing`): never
+    /// initialize a cluster; wait to be added to one by its leader.
+    pub join_existing: bool,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     /// Take a snapshot (and purge the log before it) every this many entries.
@@ -41,6 +44,7 @@ impl Config {
             advertise_client: format!("http://{listen_client}"),
             advertise_peer: format!("http://{listen_peer}"),
             initial_cluster: vec![("dev".into(), format!("http://{listen_peer}"))],
+            join_existing: false,
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
             snapshot_every: 10_000,

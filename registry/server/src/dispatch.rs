@@ -76,7 +76,9 @@ impl Drop for Subscription {
 fn lock(subscribers: &Mutex<Subscribers>) -> std::sync::MutexGuard<'_, Subscribers> {
     // A panic while holding this lock leaves the map consistent (every
     // operation is a single insert/remove), so poisoning is not fatal.
-    subscribers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    subscribers
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Dispatcher {

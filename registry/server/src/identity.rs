@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-const FILE: &str = "identity.json";
+const FILE: &str = "identity";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
@@ -158,8 +158,12 @@ mod tests {
     fn a_wiped_directory_gets_a_new_id() {
         let one = tempfile::tempdir().unwrap();
         let two = tempfile::tempdir().unwrap();
-        let (a, _) = IdentityFile::new(one.path()).load_or_create("a", &[]).unwrap();
-        let (b, _) = IdentityFile::new(two.path()).load_or_create("a", &[]).unwrap();
+        let (a, _) = IdentityFile::new(one.path())
+            .load_or_create("a", &[])
+            .unwrap();
+        let (b, _) = IdentityFile::new(two.path())
+            .load_or_create("a", &[])
+            .unwrap();
         assert_ne!(a.node_id, b.node_id);
     }
 }

@@ -42,9 +42,10 @@ impl Metrics {
             gauge
         };
         let histogram = |name: &str, help: &str| {
-            let histogram =
-                Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.into()))
-                    .expect("static metric names are valid");
+            let histogram = Histogram::with_opts(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.into()),
+            )
+            .expect("static metric names are valid");
             registry
                 .register(Box::new(histogram.clone()))
                 .expect("each metric is registered once");

@@ -85,7 +85,8 @@ impl Store {
     pub fn replace(&self, replacement: Keyspace) {
         let mut keyspace = self.write();
         *keyspace = replacement;
-        self.leases.reset(keyspace.leases().iter().map(|l| (l.id, l.ttl)));
+        self.leases
+            .reset(keyspace.leases().iter().map(|l| (l.id, l.ttl)));
         self.dispatcher.reset_all();
         self.publish_revision(&keyspace);
     }
@@ -163,7 +164,8 @@ impl LeaseClock {
     }
 
     fn granted(&self, id: LeaseId, ttl: i64) {
-        self.lock().insert(id, (ttl, Instant::now() + ttl_duration(ttl)));
+        self.lock()
+            .insert(id, (ttl, Instant::now() + ttl_duration(ttl)));
     }
 
     fn revoked(&self, id: LeaseId) {
@@ -244,7 +246,9 @@ mod tests {
         let mut watcher = store.watch("a", false, Some(0)).unwrap();
         assert_eq!(watcher.live_after, 1);
         store.apply(&put("a"));
-        let history = store.history("a", false, 0, watcher.live_after, 100).unwrap();
+        let history = store
+            .history("a", false, 0, watcher.live_after, 100)
+            .unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].kv.mod_revision, 1);
         let live = watcher.subscription.receiver.try_recv().unwrap();

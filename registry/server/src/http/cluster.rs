@@ -28,7 +28,11 @@ async fn on_leader<T: serde::Serialize>(
 ) -> Response {
     match change.await {
         Ok(value) => {
-            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             (status, Json(value)).into_response()
         }
         Err(MembershipError::NotLeader { leader }) => {
@@ -47,7 +51,8 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> ApiR
 }
 
 fn member_name(name: &str) -> ApiResult<String> {
-    percent_decode(name, false).ok_or_else(|| ApiError::invalid("name", "member name must be UTF-8"))
+    percent_decode(name, false)
+        .ok_or_else(|| ApiError::invalid("name", "member name must be UTF-8"))
 }
 
 pub async fn add_member(
@@ -57,10 +62,16 @@ pub async fn add_member(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request: ApiResult<(AddMemberRequest, Bytes)> = body_of(body).and_then(|body| Ok((json_of(&body)?, body)));
+    let request: ApiResult<(AddMemberRequest, Bytes)> =
+        body_of(body).and_then(|body| Ok((json_of(&body)?, body)));
     match request {
         Ok((request, body)) => {
-            let replay = Replay { method, uri, headers, body };
+            let replay = Replay {
+                method,
+                uri,
+                headers,
+                body,
+            };
             on_leader(&state, replay, state.node.add_member(request), true).await
         }
         Err(err) => err.into_response(),
@@ -81,8 +92,19 @@ pub async fn promote_member(
     })();
     match parsed {
         Ok((name, change, body)) => {
-            let replay = Replay { method, uri, headers, body };
-            on_leader(&state, replay, state.node.promote_member(&name, change.expect_membership), false).await
+            let replay = Replay {
+                method,
+                uri,
+                headers,
+                body,
+            };
+            on_leader(
+                &state,
+                replay,
+                state.node.promote_member(&name, change.expect_membership),
+                false,
+            )
+            .await
         }
         Err(err) => err.into_response(),
     }
@@ -101,8 +123,19 @@ pub async fn remove_member(
     })();
     match parsed {
         Ok((name, expect)) => {
-            let replay = Replay { method, uri, headers, body: Bytes::new() };
-            on_leader(&state, replay, state.node.remove_member(&name, expect), false).await
+            let replay = Replay {
+                method,
+                uri,
+                headers,
+                body: Bytes::new(),
+            };
+            on_leader(
+                &state,
+                replay,
+                state.node.remove_member(&name, expect),
+                false,
+            )
+            .await
         }
         Err(err) => err.into_response(),
     }
@@ -115,11 +148,23 @@ pub async fn transfer_leader(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request: ApiResult<(LeaderTransferRequest, Bytes)> = body_of(body).and_then(|body| Ok((json_of(&body)?, body)));
+    let request: ApiResult<(LeaderTransferRequest, Bytes)> =
+        body_of(body).and_then(|body| Ok((json_of(&body)?, body)));
     match request {
         Ok((request, body)) => {
-            let replay = Replay { method, uri, headers, body };
-            on_leader(&state, replay, state.node.transfer_leader(&request.to), false).await
+            let replay = Replay {
+                method,
+                uri,
+                headers,
+                body,
+            };
+            on_leader(
+                &state,
+                replay,
+                state.node.transfer_leader(&request.to),
+                false,
+            )
+            .await
         }
         Err(err) => err.into_response(),
     }
@@ -127,9 +172,13 @@ pub async fn transfer_leader(
 
 pub async fn status(State(state): State<AppState>) -> Json<Status> {
     let node = state.node.status();
-    let (revision, compacted_revision, keys) = state
-        .store
-        .read(|ks| (ks.revision(), ks.compacted_revision(), ks.key_count() as u64));
+    let (revision, compacted_revision, keys) = state.store.read(|ks| {
+        (
+            ks.revision(),
+            ks.compacted_revision(),
+            ks.key_count() as u64,
+        )
+    });
     Json(Status {
         name: node.name,
         id: node.id,

@@ -50,10 +50,7 @@ impl Forwarder {
         if request.headers.contains_key(FORWARDED) {
             return ApiError::not_leader(Some(leader)).into_response();
         }
-        let path = request
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str());
+        let path = request.uri.path_and_query().map_or("/", |p| p.as_str());
         let url = format!("{}{}", leader.client_url.trim_end_matches('/'), path);
         let mut outgoing = self
             .http
@@ -74,7 +71,8 @@ impl Forwarder {
                 return error.into_response();
             }
         };
-        let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut headers = HeaderMap::new();
         for (name, value) in answer.headers() {
             if name.as_str().starts_with("x-muster-") || name == axum::http::header::CONTENT_TYPE {

@@ -1,16 +1,14 @@
 //! `/v1/kv`, `/v1/txn`, `/v1/compact`.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use muster_store::{Command, CommandResult};
 use muster_types::error::ErrorCode;
-use muster_types::kv::{
-    CompactRequest, DeleteRequest, PutRequest, RangeRequest, TxnRequest,
-};
+use muster_types::kv::{CompactRequest, DeleteRequest, PutRequest, RangeRequest, TxnRequest};
 use muster_types::limits::{self, MAX_TXN_OPS};
 use serde::de::DeserializeOwned;
 
@@ -124,7 +122,10 @@ async fn read(state: AppState, key: String, uri: Uri) -> Response {
         let params = Params::parse(uri.query())?;
         let request = range_request(key, &params)?;
         if request.key.is_empty() && !request.prefix {
-            return Err(ApiError::invalid("key", "key must not be empty (use ?prefix to list)"));
+            return Err(ApiError::invalid(
+                "key",
+                "key must not be empty (use ?prefix to list)",
+            ));
         }
         consistent(&state, &params).await?;
         let raw = params.flag("raw")?;
@@ -164,7 +165,10 @@ pub async fn put(
         limits::check_key(&key).map_err(|message| ApiError::invalid("key", message))?;
         let body = body_of(body)?;
         limits::check_value(&body).map_err(|message| {
-            ApiError(muster_types::error::ErrorBody::new(ErrorCode::TooLarge, message).with_field("value"))
+            ApiError(
+                muster_types::error::ErrorBody::new(ErrorCode::TooLarge, message)
+                    .with_field("value"),
+            )
         })?;
         let params = Params::parse(uri.query())?;
         let command = Command::Put(PutRequest {
@@ -174,7 +178,12 @@ pub async fn put(
             prev_revision: params.number("prev_revision")?,
             prev_kv: params.flag("prev_kv")?,
         });
-        let replay = Replay { method, uri, headers, body };
+        let replay = Replay {
+            method,
+            uri,
+            headers,
+            body,
+        };
         Ok(propose_or_forward(&state, command, replay).await)
     }
     .await;
@@ -194,7 +203,9 @@ pub fn respond(result: ApiResult<Result<CommandResult, Response>>) -> Response {
             CommandResult::LeaseGrant(response) => Json(response).into_response(),
             CommandResult::LeaseRevoke(response) => Json(response).into_response(),
             CommandResult::Rejected(rejection) => ApiError::from(rejection).into_response(),
-            CommandResult::Empty => ApiError::new(ErrorCode::Internal, "the command produced no result").into_response(),
+            CommandResult::Empty => {
+                ApiError::new(ErrorCode::Internal, "the command produced no result").into_response()
+            }
         },
     }
 }
@@ -220,7 +231,13 @@ pub async fn delete(
     }
 }
 
-async fn remove(state: AppState, key: String, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn remove(
+    state: AppState,
+    key: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let result: ApiResult<Result<CommandResult, Response>> = async {
         let params = Params::parse(uri.query())?;
         let prefix = params.flag("prefix")?;
@@ -232,7 +249,12 @@ async fn remove(state: AppState, key: String, method: Method, uri: Uri, headers:
             prefix,
             prev_kv: params.flag("prev_kv")?,
         });
-        let replay = Replay { method, uri, headers, body: Bytes::new() };
+        let replay = Replay {
+            method,
+            uri,
+            headers,
+            body: Bytes::new(),
+        };
         Ok(propose_or_forward(&state, command, replay).await)
     }
     .await;
@@ -275,8 +297,20 @@ pub async fn compact(
     let result: ApiResult<Result<CommandResult, Response>> = async {
         let body = body_of(body)?;
         let request: CompactRequest = json_of(&body)?;
-        let replay = Replay { method, uri, headers, body };
-        Ok(propose_or_forward(&state, Command::Compact { revision: request.revision }, replay).await)
+        let replay = Replay {
+            method,
+            uri,
+            headers,
+            body,
+        };
+        Ok(propose_or_forward(
+            &state,
+            Command::Compact {
+                revision: request.revision,
+            },
+            replay,
+        )
+        .await)
     }
     .await;
     respond(result)

@@ -19,8 +19,12 @@ use super::kv::{body_of, consistent, json_of, propose_or_forward, respond};
 use super::params::Params;
 
 fn lease_id(text: &str) -> ApiResult<LeaseId> {
-    text.parse()
-        .map_err(|_| ApiError::invalid("id", format!("lease id must be a positive integer, not {text:?}")))
+    text.parse().map_err(|_| {
+        ApiError::invalid(
+            "id",
+            format!("lease id must be a positive integer, not {text:?}"),
+        )
+    })
 }
 
 fn not_found(id: LeaseId) -> ApiError {
@@ -40,16 +44,31 @@ pub async fn grant(
         if !(MIN_LEASE_TTL_SECS..=MAX_LEASE_TTL_SECS).contains(&request.ttl) {
             return Err(ApiError::invalid(
                 "ttl",
-                format!("ttl must be between {MIN_LEASE_TTL_SECS} and {MAX_LEASE_TTL_SECS} seconds"),
+                format!(
+                    "ttl must be between {MIN_LEASE_TTL_SECS} and {MAX_LEASE_TTL_SECS} seconds"
+                ),
             ));
         }
         if request.id == Some(0) {
-            return Err(ApiError::invalid("id", "lease id 0 means no lease; leave id out to get one"));
+            return Err(ApiError::invalid(
+                "id",
+                "lease id 0 means no lease; leave id out to get one",
+            ));
         }
         // The proposer picks the id, so every replica stores the same one.
-        let id = request.id.unwrap_or_else(|| (rand::random::<u64>() >> 1).max(1));
-        let command = Command::LeaseGrant { id, ttl: request.ttl };
-        let replay = Replay { method, uri, headers, body };
+        let id = request
+            .id
+            .unwrap_or_else(|| (rand::random::<u64>() >> 1).max(1));
+        let command = Command::LeaseGrant {
+            id,
+            ttl: request.ttl,
+        };
+        let replay = Replay {
+            method,
+            uri,
+            headers,
+            body,
+        };
         Ok(propose_or_forward(&state, command, replay).await)
     }
     .await;
@@ -65,7 +84,12 @@ pub async fn revoke(
 ) -> Response {
     let result: ApiResult<Result<CommandResult, Response>> = async {
         let id = lease_id(&id)?;
-        let replay = Replay { method, uri, headers, body: Bytes::new() };
+        let replay = Replay {
+            method,
+            uri,
+            headers,
+            body: Bytes::new(),
+        };
         Ok(propose_or_forward(&state, Command::LeaseRevoke { id }, replay).await)
     }
     .await;
@@ -85,8 +109,16 @@ pub async fn keep_alive(
         Err(err) => return err.into_response(),
     };
     if !state.node.is_leader() {
-        let replay = Replay { method, uri, headers, body: Bytes::new() };
-        return state.forwarder.forward(state.node.leader().as_ref(), replay).await;
+        let replay = Replay {
+            method,
+            uri,
+            headers,
+            body: Bytes::new(),
+        };
+        return state
+            .forwarder
+            .forward(state.node.leader().as_ref(), replay)
+            .await;
     }
     match state.store.leases.keep_alive(id) {
         Some(ttl) => Json(LeaseKeepAliveResponse { id, ttl }).into_response(),
@@ -116,8 +148,16 @@ pub async fn show(
         let id = lease_id(&id)?;
         let params = Params::parse(uri.query())?;
         if !state.node.is_leader() && params.text("consistency") != Some("serializable") {
-            let replay = Replay { method, uri, headers, body: Bytes::new() };
-            return Ok(state.forwarder.forward(state.node.leader().as_ref(), replay).await);
+            let replay = Replay {
+                method,
+                uri,
+                headers,
+                body: Bytes::new(),
+            };
+            return Ok(state
+                .forwarder
+                .forward(state.node.leader().as_ref(), replay)
+                .await);
         }
         consistent(&state, &params).await?;
         info(&state, id)
@@ -132,7 +172,9 @@ pub async fn list(State(state): State<AppState>, uri: Uri) -> Response {
     let result: ApiResult<Response> = async {
         let params = Params::parse(uri.query())?;
         consistent(&state, &params).await?;
-        let ids: Vec<LeaseId> = state.store.read(|ks| ks.leases().iter().map(|l| l.id).collect());
+        let ids: Vec<LeaseId> = state
+            .store
+            .read(|ks| ks.leases().iter().map(|l| l.id).collect());
         let leases = ids.into_iter().filter_map(|id| info(&state, id)).collect();
         Ok(Json(LeaseList { leases }).into_response())
     }

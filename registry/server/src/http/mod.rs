@@ -47,7 +47,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/kv", get(kv::get_root))
         .route("/v1/kv/", get(kv::get_root).delete(kv::delete_root))
-        .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
         .route("/v1/txn", post(kv::txn))
         .route("/v1/compact", post(kv::compact))
         .route("/v1/leases", post(lease::grant).get(lease::list))
@@ -66,14 +69,20 @@ pub fn router(state: AppState) -> Router {
             "/v1/cluster/members/{name}/promote",
             post(cluster::promote_member),
         )
-        .route("/v1/cluster/leader/transfer", post(cluster::transfer_leader))
+        .route(
+            "/v1/cluster/leader/transfer",
+            post(cluster::transfer_leader),
+        )
         .route("/v1/status", get(cluster::status))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(cluster::readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), common_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            common_headers,
+        ))
         .with_state(state)
 }
 

@@ -13,8 +13,12 @@ impl Params {
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decode = |text: &str| {
-                percent_decode(text, true)
-                    .ok_or_else(|| ApiError::invalid(name, format!("{name}: not valid UTF-8 after percent-decoding")))
+                percent_decode(text, true).ok_or_else(|| {
+                    ApiError::invalid(
+                        name,
+                        format!("{name}: not valid UTF-8 after percent-decoding"),
+                    )
+                })
             };
             map.insert(decode(name)?, decode(value)?);
         }
@@ -38,7 +42,10 @@ impl Params {
         match self.0.get(name) {
             None => Ok(None),
             Some(text) => text.parse().map(Some).map_err(|_| {
-                ApiError::invalid(name, format!("{name} must be a non-negative integer, not {text:?}"))
+                ApiError::invalid(
+                    name,
+                    format!("{name} must be a non-negative integer, not {text:?}"),
+                )
             }),
         }
     }

@@ -57,13 +57,19 @@ fn parse(uri: &Uri, headers: &HeaderMap) -> ApiResult<WatchRequest> {
         .and_then(|v| v.to_str().ok())
         .map(|text| {
             text.trim().parse::<Revision>().map_err(|_| {
-                ApiError::invalid("Last-Event-ID", format!("Last-Event-ID must be a revision, not {text:?}"))
+                ApiError::invalid(
+                    "Last-Event-ID",
+                    format!("Last-Event-ID must be a revision, not {text:?}"),
+                )
             })
         })
         .transpose()?;
     let progress_ms = params.number::<u64>("progress_interval_ms")?;
     if progress_ms.is_some_and(|ms| ms < 100) {
-        return Err(ApiError::invalid("progress_interval_ms", "progress_interval_ms is at least 100"));
+        return Err(ApiError::invalid(
+            "progress_interval_ms",
+            "progress_interval_ms is at least 100",
+        ));
     }
     Ok(WatchRequest {
         key,
@@ -82,7 +88,10 @@ pub async fn watch(State(state): State<AppState>, uri: Uri, headers: HeaderMap) 
     };
     let (lines, body) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     let framing = request.framing;
-    match state.store.watch(&request.key, request.prefix, request.from) {
+    match state
+        .store
+        .watch(&request.key, request.prefix, request.from)
+    {
         Ok(watcher) => {
             tokio::spawn(stream(state, request, watcher, lines));
         }
@@ -113,11 +122,11 @@ pub async fn watch(State(state): State<AppState>, uri: Uri, headers: HeaderMap) 
 
 fn compacted_message(rejection: &muster_store::Rejection) -> WatchMessage {
     match rejection {
-        muster_store::Rejection::Compacted { compacted_revision, .. } => WatchMessage::Error {
+        muster_store::Rejection::Compacted {
+            compacted_revision, ..
+        } => WatchMessage::Error {
             code: WatchErrorCode::Compacted,
-            message: format!(
-                "{rejection}; read the current state, then watch from its revision"
-            ),
+            message: format!("{rejection}; read the current state, then watch from its revision"),
             compacted_revision: Some(*compacted_revision),
             resume_revision: None,
         },
@@ -171,10 +180,13 @@ async fn stream(
     // starts.
     if request.from.is_some() {
         while sender.last < live_after {
-            match state
-                .store
-                .history(&request.key, request.prefix, sender.last, live_after, HISTORY_PAGE)
-            {
+            match state.store.history(
+                &request.key,
+                request.prefix,
+                sender.last,
+                live_after,
+                HISTORY_PAGE,
+            ) {
                 Ok(events) if events.is_empty() => break,
                 Ok(events) => {
                     if !sender.events(&events).await {
@@ -250,7 +262,10 @@ struct Sender {
 
 impl Sender {
     async fn send(&mut self, message: &WatchMessage) -> bool {
-        self.lines.send(Ok(frame(self.framing, message))).await.is_ok()
+        self.lines
+            .send(Ok(frame(self.framing, message)))
+            .await
+            .is_ok()
     }
 
     /// Sends events newer than what was sent; false once the client is gone.

@@ -42,7 +42,8 @@ impl LogStore {
     /// start on corruption in the middle.
     pub fn open(dir: &Path, metrics: Option<Arc<Metrics>>) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let (mut wal, recovery) = Wal::open(&dir.join("wal"), WalOptions::default()).map_err(to_io)?;
+        let (mut wal, recovery) =
+            Wal::open(&dir.join("wal"), WalOptions::default()).map_err(to_io)?;
         if recovery.truncated_bytes > 0 {
             tracing::warn!(
                 bytes = recovery.truncated_bytes,
@@ -128,7 +129,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(self.inner.vote.lock().map_err(|_| poisoned())?.clone())
+        Ok(*self.inner.vote.lock().map_err(|_| poisoned())?)
     }
 }
 
@@ -136,8 +137,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let purged = self.inner.purged.lock().map_err(|_| poisoned())?.clone();
-        let last = self.last_entry_log_id()?.or_else(|| purged.clone());
+        let purged = *self.inner.purged.lock().map_err(|_| poisoned())?;
+        let last = self.last_entry_log_id()?.or(purged);
         Ok(LogState {
             last_purged_log_id: purged,
             last_log_id: last,
@@ -150,11 +151,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let path = self.inner.dir.join(VOTE_FILE);
-        let owned = vote.clone();
+        let owned = *vote;
         tokio::task::spawn_blocking(move || write_state(&path, &owned))
             .await
             .map_err(to_io)??;
-        *self.inner.vote.lock().map_err(|_| poisoned())? = Some(vote.clone());
+        *self.inner.vote.lock().map_err(|_| poisoned())? = Some(*vote);
         Ok(())
     }
 
@@ -178,7 +179,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = <TypeConfig as RaftTypeConfig>::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -194,8 +199,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let inner = self.inner.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut wal = inner.wal.write().map_err(|_| poisoned())?;
-            let borrowed: Vec<(u64, &[u8])> =
-                records.iter().map(|(index, bytes)| (*index, bytes.as_slice())).collect();
+            let borrowed: Vec<(u64, &[u8])> = records
+                .iter()
+                .map(|(index, bytes)| (*index, bytes.as_slice()))
+                .collect();
             wal.append(&borrowed).map_err(to_io)?;
             if let (Some(metrics), Some(took)) = (&inner.metrics, wal.last_fsync_duration()) {
                 metrics.wal_fsync_seconds.observe(took.as_secs_f64());
@@ -231,7 +238,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let inner = self.inner.clone();
-        let purged = log_id.clone();
+        let purged = log_id;
         tokio::task::spawn_blocking(move || {
             // The purge point is saved first: entries hidden but not yet
             // deleted must stay hidden after a restart.

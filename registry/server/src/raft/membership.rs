@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use muster_types::cluster::{AddMemberRequest, Member, MemberList, MemberRole};
-use openraft::errors::{ClientWriteError, RaftError};
 use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Precondition};
 
 use super::node::{LeaderInfo, RaftNode};
@@ -34,17 +34,21 @@ pub enum MembershipError {
     Unavailable(String),
 }
 
-fn write_error(err: RaftError<super::types::TypeConfig, ClientWriteError<super::types::TypeConfig>>) -> MembershipError {
+fn write_error(
+    err: RaftError<super::types::TypeConfig, ClientWriteError<super::types::TypeConfig>>,
+) -> MembershipError {
     match err {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => MembershipError::NotLeader {
-            leader: forward
-                .leader_id
-                .zip(forward.leader_node.as_ref())
-                .map(LeaderInfo::from),
-        },
-        RaftError::APIError(ClientWriteError::PreconditionFailed(failed)) => MembershipError::Conflict(
-            format!("the membership changed meanwhile: {failed}"),
-        ),
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            MembershipError::NotLeader {
+                leader: forward
+                    .leader_id
+                    .zip(forward.leader_node.as_ref())
+                    .map(LeaderInfo::from),
+            }
+        }
+        RaftError::APIError(ClientWriteError::PreconditionFailed(failed)) => {
+            MembershipError::Conflict(format!("the membership changed meanwhile: {failed}"))
+        }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(err)) => {
             MembershipError::Conflict(err.to_string())
         }
@@ -53,7 +57,14 @@ fn write_error(err: RaftError<super::types::TypeConfig, ClientWriteError<super::
 }
 
 impl RaftNode {
-    fn membership(&self) -> (StoredMembership, Option<BTreeMap<NodeId, u64>>, u64, Option<NodeId>) {
+    fn membership(
+        &self,
+    ) -> (
+        StoredMembership,
+        Option<BTreeMap<NodeId, u64>>,
+        u64,
+        Option<NodeId>,
+    ) {
         let metrics = self.raft.metrics().borrow_watched().clone();
         let last = metrics.last_log_index.unwrap_or(0);
         let lags = metrics.replication.as_ref().map(|replication| {
@@ -115,7 +126,7 @@ impl RaftNode {
             )));
         }
         Ok(vec![Precondition::LastMembershipLogId {
-            last_membership_log_id: membership.log_id().clone(),
+            last_membership_log_id: *membership.log_id(),
         }])
     }
 
@@ -158,12 +169,13 @@ impl RaftNode {
             })?;
         if !response.status().is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(MembershipError::Conflict(format!("{peer_url} refused to join: {text}")));
+            return Err(MembershipError::Conflict(format!(
+                "{peer_url} refused to join: {text}"
+            )));
         }
-        response
-            .json()
-            .await
-            .map_err(|err| MembershipError::Unavailable(format!("bad answer from {peer_url}: {err}")))
+        response.json().await.map_err(|err| {
+            MembershipError::Unavailable(format!("bad answer from {peer_url}: {err}"))
+        })
     }
 
     /// Adds a node as a learner. The node is asked for its id at its peer
@@ -182,7 +194,10 @@ impl RaftNode {
         let _guard = self.membership_lock.lock().await;
         let (membership, _, _, _) = self.membership();
         let preconditions = self.expect_membership(&membership, request.expect_membership)?;
-        if membership.nodes().any(|(_, node)| node.name == request.name) {
+        if membership
+            .nodes()
+            .any(|(_, node)| node.name == request.name)
+        {
             return Err(MembershipError::Conflict(format!(
                 "a member named {:?} exists; remove it first",
                 request.name
@@ -226,7 +241,11 @@ impl RaftNode {
         })
     }
 
-    fn find(&self, membership: &StoredMembership, name: &str) -> Result<(NodeId, bool), MembershipError> {
+    fn find(
+        &self,
+        membership: &StoredMembership,
+        name: &str,
+    ) -> Result<(NodeId, bool), MembershipError> {
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         membership
             .nodes()
@@ -236,24 +255,40 @@ impl RaftNode {
     }
 
     /// Makes a caught-up learner a voter.
-    pub async fn promote_member(&self, name: &str, expect: Option<u64>) -> Result<MemberList, MembershipError> {
+    pub async fn promote_member(
+        &self,
+        name: &str,
+        expect: Option<u64>,
+    ) -> Result<MemberList, MembershipError> {
         self.ensure_leader()?;
         let _guard = self.membership_lock.lock().await;
         let (membership, lags, _, _) = self.membership();
         let preconditions = self.expect_membership(&membership, expect)?;
         let (id, is_voter) = self.find(&membership, name)?;
         if is_voter {
-            return Err(MembershipError::Conflict(format!("{name} is a voter already")));
+            return Err(MembershipError::Conflict(format!(
+                "{name} is a voter already"
+            )));
         }
-        let lag = lags.and_then(|lags| lags.get(&id).copied()).unwrap_or(u64::MAX);
+        let lag = lags
+            .and_then(|lags| lags.get(&id).copied())
+            .unwrap_or(u64::MAX);
         if lag > CAUGHT_UP_LAG {
             return Err(MembershipError::Conflict(format!(
                 "learner {name} is not caught up ({} entries behind; promote at {CAUGHT_UP_LAG} or fewer)",
-                if lag == u64::MAX { "unknown number of".to_string() } else { lag.to_string() }
+                if lag == u64::MAX {
+                    "unknown number of".to_string()
+                } else {
+                    lag.to_string()
+                }
             )));
         }
         self.raft
-            .change_membership_if(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false, preconditions)
+            .change_membership_if(
+                ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                false,
+                preconditions,
+            )
             .await
             .map_err(write_error)?;
         tracing::info!(%name, id, "promoted to voter");
@@ -261,7 +296,11 @@ impl RaftNode {
     }
 
     /// Removes a member (voter or learner) from the cluster.
-    pub async fn remove_member(&self, name: &str, expect: Option<u64>) -> Result<MemberList, MembershipError> {
+    pub async fn remove_member(
+        &self,
+        name: &str,
+        expect: Option<u64>,
+    ) -> Result<MemberList, MembershipError> {
         self.ensure_leader()?;
         let _guard = self.membership_lock.lock().await;
         let (membership, _, _, _) = self.membership();
@@ -292,7 +331,9 @@ impl RaftNode {
         let (membership, _, _, _) = self.membership();
         let (id, is_voter) = self.find(&membership, to)?;
         if !is_voter {
-            return Err(MembershipError::Conflict(format!("{to} is a learner; only a voter can lead")));
+            return Err(MembershipError::Conflict(format!(
+                "{to} is a learner; only a voter can lead"
+            )));
         }
         if id == self.node_id() {
             return Ok(self.members());
@@ -307,7 +348,9 @@ impl RaftNode {
             .wait(Some(wait))
             .metrics(|m| m.current_leader == Some(id), "leader transfer")
             .await
-            .map_err(|err| MembershipError::Unavailable(format!("{to} did not take over: {err}")))?;
+            .map_err(|err| {
+                MembershipError::Unavailable(format!("{to} did not take over: {err}"))
+            })?;
         Ok(self.members())
     }
 
@@ -349,7 +392,11 @@ impl RaftNode {
                 .map(|(other, _)| *other)
                 .collect();
             let _guard = self.membership_lock.lock().await;
-            let mut new_voters: BTreeSet<NodeId> = voters.iter().filter(|v| !stale.contains(v)).copied().collect();
+            let mut new_voters: BTreeSet<NodeId> = voters
+                .iter()
+                .filter(|v| !stale.contains(v))
+                .copied()
+                .collect();
             new_voters.insert(*id);
             self.raft
                 .change_membership(ChangeMembers::ReplaceAllVoters(new_voters), false)
@@ -391,7 +438,10 @@ impl RaftNode {
                 client_url: joined.client_url,
             };
             self.raft
-                .change_membership(ChangeMembers::AddNodes(BTreeMap::from([(joined.id, node)])), true)
+                .change_membership(
+                    ChangeMembers::AddNodes(BTreeMap::from([(joined.id, node)])),
+                    true,
+                )
                 .await
                 .map_err(write_error)?;
             tracing::info!(%name, id = joined.id, "listed node added as learner");

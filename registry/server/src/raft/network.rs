@@ -99,7 +99,10 @@ impl PeerClient {
             });
             // A refusal (wrong cluster or node, shutting down) will not heal
             // by retrying at once: back off.
-            let err = PeerError(format!("{} answered {status}: {}", self.base, failure.message));
+            let err = PeerError(format!(
+                "{} answered {status}: {}",
+                self.base, failure.message
+            ));
             return Err(RPCError::Unreachable(Unreachable::new(&err)));
         }
         decode(&bytes).map_err(|err| RPCError::Network(NetworkError::new(&err)))
@@ -163,6 +166,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         request: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(rpc::TRANSFER_LEADER, &request, option.hard_ttl()).await
+        self.call(rpc::TRANSFER_LEADER, &request, option.hard_ttl())
+            .await
     }
 }

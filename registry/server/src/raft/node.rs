@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use muster_store::{Command, CommandResult};
 use muster_types::cluster::NodeRole;
-use openraft::errors::{ClientWriteError, RaftError};
 use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{ReadPolicy, ServerState, SnapshotPolicy};
 
 use super::log_store::LogStore;
@@ -204,6 +204,10 @@ impl RaftNode {
         if identity.cluster_id.is_some() || self.raft.is_initialized().await.unwrap_or(true) {
             return;
         }
+        if self.config.join_existing {
+            tracing::info!("joining an existing cluster: waiting to be added by its leader");
+            return;
+        }
         let Some((first, _)) = identity.initial_cluster.first() else {
             return;
         };
@@ -383,7 +387,10 @@ impl RaftNode {
                 leader.peer_url.trim_end_matches('/'),
                 rpc::READ_INDEX
             ))
-            .header(rpc::CLUSTER_HEADER, self.identity.cluster_id().unwrap_or_default())
+            .header(
+                rpc::CLUSTER_HEADER,
+                self.identity.cluster_id().unwrap_or_default(),
+            )
             .header(rpc::TARGET_HEADER, leader_id.to_string())
             .send()
             .await
@@ -404,7 +411,9 @@ impl RaftNode {
             .wait(Some(self.config.election_timeout * 5))
             .applied_index_at_least(Some(index), "linearizable read")
             .await
-            .map_err(|err| ProposeError::Unavailable(format!("catching up to the leader: {err}")))?;
+            .map_err(|err| {
+                ProposeError::Unavailable(format!("catching up to the leader: {err}"))
+            })?;
         Ok(())
     }
 

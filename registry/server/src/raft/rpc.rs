@@ -9,10 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use openraft::ReadPolicy;
-use serde::{Deserialize, Serialize};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, encode};
 use super::types::{Raft, SnapshotMeta, TypeConfig, Vote};
@@ -90,7 +90,12 @@ fn failure(status: StatusCode, message: impl Into<String>) -> Response {
         message: message.into(),
     })
     .unwrap_or_default();
-    (status, [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
+        body,
+    )
+        .into_response()
 }
 
 fn reply<T: Serialize>(value: &T) -> Response {
@@ -102,12 +107,17 @@ fn reply<T: Serialize>(value: &T) -> Response {
 
 /// Refuses messages meant for another cluster or another node id (e.g. a
 /// wiped node now listening at an old member's address).
-fn check_addressee(state: &PeerState, headers: &HeaderMap) -> Result<(), Response> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+fn refusal(state: &PeerState, headers: &HeaderMap) -> Option<Response> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let identity = state.identity.get();
     let target = header(TARGET_HEADER);
     if target != identity.node_id.to_string() {
-        return Err(failure(
+        return Some(failure(
             StatusCode::MISDIRECTED_REQUEST,
             format!(
                 "this is node {} ({}), not node {target}",
@@ -117,80 +127,91 @@ fn check_addressee(state: &PeerState, headers: &HeaderMap) -> Result<(), Respons
     }
     let cluster = header(CLUSTER_HEADER);
     match identity.cluster_id.as_deref() {
-        Some(ours) if ours == cluster => Ok(()),
-        Some(ours) => Err(failure(
+        Some(ours) if ours == cluster => None,
+        Some(ours) => Some(failure(
             StatusCode::CONFLICT,
             format!("this node belongs to cluster {ours}, not {cluster:?}"),
         )),
-        None => Err(failure(
+        None => Some(failure(
             StatusCode::CONFLICT,
             "this node has not joined a cluster yet",
         )),
     }
 }
 
-fn decode_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    decode(body).map_err(|err| failure(StatusCode::BAD_REQUEST, format!("bad RPC body: {err}")))
+/// Checks the addressee, decodes the request, hands it to Raft, encodes
+/// the answer.
+async fn serve<Req, Resp, Fut, E>(
+    state: &PeerState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    call: impl FnOnce(Raft, Req) -> Fut,
+) -> Response
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    Fut: Future<Output = Result<Resp, E>>,
+    E: std::fmt::Display,
+{
+    if let Some(refusal) = refusal(state, headers) {
+        return refusal;
+    }
+    let request: Req = match decode(body) {
+        Ok(request) => request,
+        Err(err) => return failure(StatusCode::BAD_REQUEST, format!("bad RPC body: {err}")),
+    };
+    match call(state.raft.clone(), request).await {
+        Ok(response) => reply(&response),
+        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+    }
 }
 
 async fn append(State(state): State<PeerState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(refusal) = check_addressee(&state, &headers) {
-        return refusal;
-    }
-    let request: AppendEntriesRequest<TypeConfig> = match decode_body(&body) {
-        Ok(request) => request,
-        Err(refusal) => return refusal,
-    };
-    match state.raft.append_entries(request).await {
-        Ok(response) => reply(&response),
-        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
-    }
+    serve(
+        &state,
+        &headers,
+        &body,
+        |raft, request: AppendEntriesRequest<TypeConfig>| async move {
+            raft.append_entries(request).await
+        },
+    )
+    .await
 }
 
 async fn vote(State(state): State<PeerState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(refusal) = check_addressee(&state, &headers) {
-        return refusal;
-    }
-    let request: VoteRequest<TypeConfig> = match decode_body(&body) {
-        Ok(request) => request,
-        Err(refusal) => return refusal,
-    };
-    match state.raft.vote(request).await {
-        Ok(response) => reply(&response),
-        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
-    }
+    serve(
+        &state,
+        &headers,
+        &body,
+        |raft, request: VoteRequest<TypeConfig>| async move { raft.vote(request).await },
+    )
+    .await
 }
 
 async fn pre_vote(State(state): State<PeerState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(refusal) = check_addressee(&state, &headers) {
-        return refusal;
-    }
-    let request: VoteRequest<TypeConfig> = match decode_body(&body) {
-        Ok(request) => request,
-        Err(refusal) => return refusal,
-    };
-    match state.raft.pre_vote(request).await {
-        Ok(response) => reply(&response),
-        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
-    }
+    serve(
+        &state,
+        &headers,
+        &body,
+        |raft, request: VoteRequest<TypeConfig>| async move { raft.pre_vote(request).await },
+    )
+    .await
 }
 
 async fn snapshot(State(state): State<PeerState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(refusal) = check_addressee(&state, &headers) {
-        return refusal;
-    }
-    let request: SnapshotRequest = match decode_body(&body) {
-        Ok(request) => request,
-        Err(refusal) => return refusal,
-    };
-    let snapshot = super::types::Snapshot {
-        meta: request.meta,
-        snapshot: request.data,
-    };
-    match state.raft.install_full_snapshot(request.vote, snapshot).await {
-        Ok(response) => reply(&response),
-        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
-    }
+    serve(
+        &state,
+        &headers,
+        &body,
+        |raft, request: SnapshotRequest| async move {
+            let snapshot = super::types::Snapshot {
+                meta: request.meta,
+                snapshot: request.data,
+            };
+            raft.install_full_snapshot(request.vote, snapshot).await
+        },
+    )
+    .await
 }
 
 async fn transfer_leader(
@@ -198,23 +219,21 @@ async fn transfer_leader(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = check_addressee(&state, &headers) {
-        return refusal;
-    }
-    let request: TransferLeaderRequest<TypeConfig> = match decode_body(&body) {
-        Ok(request) => request,
-        Err(refusal) => return refusal,
-    };
-    match state.raft.handle_transfer_leader(request).await {
-        Ok(response) => reply(&response),
-        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
-    }
+    serve(
+        &state,
+        &headers,
+        &body,
+        |raft, request: TransferLeaderRequest<TypeConfig>| async move {
+            raft.handle_transfer_leader(request).await
+        },
+    )
+    .await
 }
 
 /// A follower's linearizable read asks the leader for the index its state
 /// must reach; the leader confirms its leadership with a quorum first.
 async fn read_index(State(state): State<PeerState>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = check_addressee(&state, &headers) {
+    if let Some(refusal) = refusal(&state, &headers) {
         return refusal;
     }
     match state.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {

@@ -112,7 +112,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let meta = SnapshotMeta {
-            last_log_id: self.last_applied.clone(),
+            last_log_id: self.last_applied,
             last_membership: self.last_membership.clone(),
         };
         let keyspace = std::mem::take(&mut self.keyspace);
@@ -142,7 +142,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((self.last_applied.clone(), self.last_membership.clone()))
+        Ok((self.last_applied, self.last_membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -150,13 +150,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         while let Some((entry, responder)) = entries.try_next().await? {
-            self.last_applied = Some(entry.log_id.clone());
+            self.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::Empty,
                 EntryPayload::Normal(command) => self.store.apply(&command),
                 EntryPayload::Membership(membership) => {
-                    self.last_membership =
-                        StoredMembership::new(Some(entry.log_id.clone()), membership);
+                    self.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                     CommandResult::Empty
                 }
             };
@@ -170,7 +169,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             keyspace: self.store.read(Keyspace::clone),
-            last_applied: self.last_applied.clone(),
+            last_applied: self.last_applied,
             last_membership: self.last_membership.clone(),
             snapshots: self.snapshots.clone(),
         }
@@ -188,7 +187,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(io::Error::other)??;
         self.store.replace(keyspace);
-        self.last_applied = meta.last_log_id.clone();
+        self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         tracing::info!(
             index = meta.last_log_id.as_ref().map(|id| id.index),

@@ -14,7 +14,9 @@ use crate::store::Store;
 struct DiskStoreBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for DiskStoreBuilder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let log = LogStore::open(&dir.path().join("raft"), None).expect("opening the log");
         let store = Arc::new(Store::new(Arc::new(Metrics::new())));
@@ -26,5 +28,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Dis
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite() {
-    Suite::test_all(DiskStoreBuilder).await.expect("the storage suite passes");
+    Suite::test_all(DiskStoreBuilder)
+        .await
+        .expect("the storage suite passes");
 }
