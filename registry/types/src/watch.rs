@@ -82,7 +82,9 @@ pub enum WatchMessage {
     Delete(WatchEvent),
     /// Sent when the watch is idle: every change up to `revision` has been
     /// delivered, so a resume from `revision` misses nothing.
-    Progress { revision: Revision },
+    Progress {
+        revision: Revision,
+    },
     Error {
         code: WatchErrorCode,
         message: String,

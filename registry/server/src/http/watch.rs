@@ -88,11 +88,15 @@ pub async fn watch(State(state): State<AppState>, uri: Uri, headers: HeaderMap) 
     };
     let (lines, body) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     let framing = request.framing;
+    // The revision the stream starts after, so a client that loses the
+    // connection before the first message can resume without a gap.
+    let mut starts_after = request.from;
     match state
         .store
         .watch(&request.key, request.prefix, request.from)
     {
         Ok(watcher) => {
+            starts_after = Some(request.from.unwrap_or(watcher.live_after));
             tokio::spawn(stream(state, request, watcher, lines));
         }
         Err(WatchStartError::TooMany(err)) => {
@@ -110,14 +114,21 @@ pub async fn watch(State(state): State<AppState>, uri: Uri, headers: HeaderMap) 
         Framing::Ndjson => "application/x-ndjson",
         Framing::Sse => "text/event-stream",
     };
-    (
+    let mut response = (
         [
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         Body::from_stream(ReceiverStream::new(body)),
     )
-        .into_response()
+        .into_response();
+    if let Some(revision) = starts_after {
+        response.headers_mut().insert(
+            muster_types::headers::REVISION,
+            axum::http::HeaderValue::from(revision),
+        );
+    }
+    response
 }
 
 fn compacted_message(rejection: &muster_store::Rejection) -> WatchMessage {
