@@ -6,7 +6,9 @@
 //! requests.
 
 mod blob;
+pub mod catalog;
 pub mod cluster;
+pub mod config;
 pub mod error;
 pub mod kv;
 pub mod lease;

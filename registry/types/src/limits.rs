@@ -19,6 +19,17 @@ pub const MAX_WATCHERS: usize = 10_000;
 pub const MIN_LEASE_TTL_SECS: i64 = 1;
 pub const MAX_LEASE_TTL_SECS: i64 = 9_000_000_000 / 1000;
 
+/// Keys under this prefix belong to the service catalog and the config
+/// center: readable and watchable through the KV API, written only through
+/// their own APIs.
+pub const RESERVED_PREFIX: &str = "_muster/";
+
+/// Whether a write to `key` (or, with `prefix`, to every key starting with
+/// it) would touch the reserved keys.
+pub fn touches_reserved(key: &str, prefix: bool) -> bool {
+    key.starts_with(RESERVED_PREFIX) || (prefix && RESERVED_PREFIX.starts_with(key))
+}
+
 /// Checks a key against the key rules; the error names what is wrong.
 pub fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
@@ -59,6 +70,15 @@ mod tests {
         let long = "k".repeat(MAX_KEY_BYTES + 1);
         assert!(check_key(&long).unwrap_err().contains("limit is 1024"));
         assert!(check_key(&long[1..]).is_ok());
+    }
+
+    #[test]
+    fn reserved_keys() {
+        assert!(touches_reserved("_muster/svc/x", false));
+        assert!(touches_reserved("", true));
+        assert!(touches_reserved("_mu", true));
+        assert!(!touches_reserved("_mu", false));
+        assert!(!touches_reserved("app/", true));
     }
 
     #[test]

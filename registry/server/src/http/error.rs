@@ -54,7 +54,9 @@ impl From<Rejection> for ApiError {
                 body.current_revision = Some(current_revision);
                 ApiError(body)
             }
-            Rejection::LeaseNotFound { .. } => ApiError::new(ErrorCode::LeaseNotFound, message),
+            Rejection::LeaseNotFound { .. } => {
+                ApiError(ErrorBody::new(ErrorCode::LeaseNotFound, message).with_field("lease"))
+            }
             Rejection::LeaseExists { .. } => {
                 ApiError(ErrorBody::new(ErrorCode::Conflict, message).with_field("id"))
             }

@@ -8,7 +8,9 @@ use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use muster_store::{Command, CommandResult};
 use muster_types::error::ErrorCode;
-use muster_types::kv::{CompactRequest, DeleteRequest, PutRequest, RangeRequest, TxnRequest};
+use muster_types::kv::{
+    CompactRequest, DeleteRequest, PutRequest, RangeRequest, TxnOp, TxnRequest,
+};
 use muster_types::limits::{self, MAX_TXN_OPS};
 use serde::de::DeserializeOwned;
 
@@ -44,6 +46,31 @@ pub fn body_of(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
             ApiError::invalid("body", rejection.body_text())
         }
     })
+}
+
+/// The KV API does not write the catalog's and config center's keys.
+fn check_writable(key: &str, prefix: bool, field: &str) -> ApiResult<()> {
+    if limits::touches_reserved(key, prefix) {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "keys under {:?} belong to the service catalog and config center; use their APIs",
+                limits::RESERVED_PREFIX
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_txn_writable(txn: &TxnRequest) -> ApiResult<()> {
+    for op in txn.success.iter().chain(&txn.failure) {
+        match op {
+            TxnOp::Put(put) => check_writable(&put.key, false, "txn")?,
+            TxnOp::Delete(delete) => check_writable(&delete.key, delete.prefix, "txn")?,
+            TxnOp::Get(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Parses a JSON body; the error says where it is malformed.
@@ -163,6 +190,7 @@ pub async fn put(
     let result: ApiResult<Result<CommandResult, Response>> = async {
         let key = key_of(&uri)?;
         limits::check_key(&key).map_err(|message| ApiError::invalid("key", message))?;
+        check_writable(&key, false, "key")?;
         let body = body_of(body)?;
         limits::check_value(&body).map_err(|message| {
             ApiError(
@@ -244,6 +272,7 @@ async fn remove(
         if !prefix {
             limits::check_key(&key).map_err(|message| ApiError::invalid("key", message))?;
         }
+        check_writable(&key, prefix, "key")?;
         let command = Command::Delete(DeleteRequest {
             key,
             prefix,
@@ -271,6 +300,7 @@ pub async fn txn(
     let result: ApiResult<Result<CommandResult, Response>> = async {
         let body = body_of(body)?;
         let request: TxnRequest = json_of(&body)?;
+        check_txn_writable(&request)?;
         if request.op_count() > MAX_TXN_OPS {
             return Err(ApiError::invalid(
                 "txn",

@@ -6,7 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use muster_store::{Command, CommandResult, Rejection};
+use muster_store::{Command, CommandResult};
 use muster_types::LeaseId;
 use muster_types::error::ErrorCode;
 use muster_types::lease::{LeaseGrantRequest, LeaseInfo, LeaseKeepAliveResponse, LeaseList};
@@ -28,7 +28,13 @@ fn lease_id(text: &str) -> ApiResult<LeaseId> {
 }
 
 fn not_found(id: LeaseId) -> ApiError {
-    ApiError::new(ErrorCode::LeaseNotFound, format!("lease {id} not found"))
+    ApiError(
+        muster_types::error::ErrorBody::new(
+            ErrorCode::LeaseNotFound,
+            format!("lease {id} not found"),
+        )
+        .with_field("id"),
+    )
 }
 
 pub async fn grant(
@@ -162,7 +168,7 @@ pub async fn show(
         consistent(&state, &params).await?;
         info(&state, id)
             .map(|info| Json(info).into_response())
-            .ok_or_else(|| ApiError::from(Rejection::LeaseNotFound { id }))
+            .ok_or_else(|| not_found(id))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
