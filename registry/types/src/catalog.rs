@@ -28,6 +28,13 @@ pub struct Namespace {
     pub description: String,
 }
 
+/// Every namespace (`default` included), as `GET /v1/namespaces` lists them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceList {
+    pub namespaces: Vec<Namespace>,
+    pub revision: Revision,
+}
+
 /// A TTL check: the instance's owner reports its health at least every
 /// `ttl` seconds; a missed report counts as a failure.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,7 +207,7 @@ pub enum ServiceEvent {
         revision: Revision,
     },
     Upsert {
-        instance: Instance,
+        instance: Box<Instance>,
     },
     Remove {
         id: String,
