@@ -11,6 +11,7 @@ mod membership;
 mod recovery;
 mod replication;
 mod snapshot;
+mod tls;
 mod watch;
 mod wiped;
 

@@ -319,6 +319,8 @@ impl Default for Api {
 
 impl Api {
     pub fn new() -> Api {
+        // The tests' own HTTP clients use the same provider as muster.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Api {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(1))

@@ -20,6 +20,8 @@ use tokio::task::JoinSet;
 use crate::Ctx;
 use crate::output::{Format, Table, print_json};
 
+mod typed;
+
 /// Every benchmark key starts with this, so one prefix delete cleans up.
 const PREFIX: &str = "bench/";
 /// Watchers learn they are live when they see this key.
@@ -51,6 +53,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         watchers: usize,
     },
+    /// Registrations and updates of service instances.
+    Register(typed::RegisterArgs),
+    /// Discovery reads of one service with `--instances` instances.
+    Discover(typed::DiscoverArgs),
+    /// Config publish latency, and the delay from a publish to the return
+    /// of long-poll listeners on the item.
+    Config(typed::ConfigArgs),
 }
 
 #[derive(Clone, Debug, Args)]
@@ -117,6 +126,28 @@ impl BenchCommand {
                 load.check(STAMP_LEN)?;
                 ensure!(watchers > 0, "--watchers must be at least 1");
                 watch(ctx, &load, watchers).await?
+            }
+            BenchCommand::Register(args) => {
+                args.check()?;
+                typed::register(ctx, &args).await?
+            }
+            BenchCommand::Discover(args) => {
+                args.check()?;
+                typed::discover(ctx, &args).await?
+            }
+            BenchCommand::Config(args) => {
+                args.check()?;
+                let [publish, notify] = typed::config(ctx, &args).await?;
+                return match ctx.format {
+                    Format::Json => print_json(&serde_json::json!({
+                        "publish": publish,
+                        "notify": notify,
+                    })),
+                    Format::Table => {
+                        Summary::table_of(&[publish, notify]).print();
+                        Ok(())
+                    }
+                };
             }
         };
         match ctx.format {
@@ -206,6 +237,12 @@ impl Summary {
     }
 
     fn table(&self) -> Table {
+        Self::table_of(std::slice::from_ref(self))
+    }
+
+    /// One row per summary; a WRITES column when any has writes.
+    fn table_of(summaries: &[Summary]) -> Table {
+        let with_writes = summaries.iter().any(|s| s.writes.is_some());
         let mut headers = vec![
             "BENCHMARK",
             "OPS",
@@ -216,22 +253,26 @@ impl Summary {
             "P99.9 MS",
             "MAX MS",
         ];
-        let mut row = vec![
-            self.benchmark.to_string(),
-            self.ops.to_string(),
-            self.errors.to_string(),
-            format!("{:.1}", self.ops_per_sec),
-            format!("{:.3}", self.p50_ms),
-            format!("{:.3}", self.p99_ms),
-            format!("{:.3}", self.p999_ms),
-            format!("{:.3}", self.max_ms),
-        ];
-        if let Some(writes) = self.writes {
+        if with_writes {
             headers.push("WRITES");
-            row.push(writes.to_string());
         }
         let mut table = Table::new(&headers);
-        table.row(row);
+        for summary in summaries {
+            let mut row = vec![
+                summary.benchmark.to_string(),
+                summary.ops.to_string(),
+                summary.errors.to_string(),
+                format!("{:.1}", summary.ops_per_sec),
+                format!("{:.3}", summary.p50_ms),
+                format!("{:.3}", summary.p99_ms),
+                format!("{:.3}", summary.p999_ms),
+                format!("{:.3}", summary.max_ms),
+            ];
+            if with_writes {
+                row.push(summary.writes.map_or_else(|| "-".into(), |w| w.to_string()));
+            }
+            table.row(row);
+        }
         table
     }
 }

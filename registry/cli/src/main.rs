@@ -1,16 +1,19 @@
 //! `muster`: runs a registry node, and talks to a cluster.
 
 mod bench;
+mod config;
 mod kv;
 mod lease;
 mod member;
 mod output;
 mod server;
 mod status;
+mod svc;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use muster_client::Client;
 
@@ -38,6 +41,25 @@ struct Cli {
     /// Deadline of each request attempt, e.g. 5s, 500ms, 2m (plain number: seconds).
     #[arg(long, global = true, env = "MUSTER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
+    /// CA bundle (PEM) that signed the servers' certificates, for https endpoints.
+    #[arg(long, global = true, env = "MUSTER_CACERT")]
+    cacert: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), for clusters that require one.
+    #[arg(
+        long = "cert",
+        global = true,
+        env = "MUSTER_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<std::path::PathBuf>,
+    /// Key of the client certificate (PEM).
+    #[arg(
+        long = "key",
+        global = true,
+        env = "MUSTER_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,9 +79,14 @@ enum Command {
     Member(member::MemberCommand),
     /// Ask every endpoint for its status.
     Status,
+    /// Service catalog: namespaces, instances, health, discovery.
+    Svc(svc::SvcArgs),
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Publish, read, roll back and gray-release config items.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 /// What every client command needs.
@@ -71,6 +98,8 @@ pub struct Ctx {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // One crypto provider for the whole process, before any TLS is set up.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let server = matches!(cli.command, Command::Server(_));
     // openraft narrates every election at info; its warnings are what matter.
@@ -89,12 +118,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         endpoints,
         output,
         timeout,
+        cacert,
+        client_cert,
+        client_key,
         command,
     } = cli;
     let connect = || -> anyhow::Result<Ctx> {
-        let client = Client::builder(endpoints.clone())
-            .request_timeout(timeout)
-            .build()?;
+        let mut builder = Client::builder(endpoints.clone()).request_timeout(timeout);
+        if let Some(ca) = &cacert {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+            };
+            builder = builder.tls(muster_client::TlsOptions {
+                ca_pem: read(ca)?,
+                client_cert_pem: client_cert.as_ref().map(read).transpose()?,
+                client_key_pem: client_key.as_ref().map(read).transpose()?,
+            });
+        }
+        let client = builder.build()?;
         Ok(Ctx {
             client,
             format: output,
@@ -107,7 +148,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lease(cmd) => cmd.run(&connect()?).await,
         Command::Member(cmd) => cmd.run(&connect()?).await,
         Command::Status => status::run(&connect()?).await,
+        Command::Svc(args) => args.run(&connect()?).await,
         Command::Bench(cmd) => cmd.run(&connect()?).await,
+        Command::Config(cmd) => cmd.run(&connect()?).await,
     }
 }
 

@@ -54,6 +54,26 @@ pub struct ServerArgs {
     /// Revisions of history kept before automatic compaction; 0: keep all.
     #[arg(long, env = "MUSTER_HISTORY_REVISIONS", default_value_t = 100_000)]
     history_revisions: u64,
+    /// Answer DNS (UDP and TCP) for the service catalog on this address.
+    #[arg(long, env = "MUSTER_LISTEN_DNS")]
+    listen_dns: Option<SocketAddr>,
+    /// The zone DNS answers for: {service}.{namespace}.svc.{domain}.
+    #[arg(long, env = "MUSTER_DNS_DOMAIN", default_value = "muster.")]
+    dns_domain: String,
+    /// Published versions kept per config item.
+    #[arg(long, env = "MUSTER_CONFIG_HISTORY_LIMIT", default_value_t = 100)]
+    config_history_limit: usize,
+    /// Serve both ports over TLS with this certificate (PEM); its names must
+    /// cover the advertised hosts.
+    #[arg(long, env = "MUSTER_CERT_FILE", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "MUSTER_KEY_FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// CA bundle (PEM) that signs the members' certificates: members then
+    /// require each other's certificates (mutual TLS on the peer port).
+    #[arg(long, env = "MUSTER_TRUSTED_CA_FILE", requires = "cert_file")]
+    trusted_ca_file: Option<PathBuf>,
     /// A single-node development cluster: the defaults need no flags.
     #[arg(long, env = "MUSTER_DEV")]
     dev: bool,
@@ -74,6 +94,12 @@ impl ServerArgs {
             election_timeout_ms,
             snapshot_every,
             history_revisions,
+            listen_dns,
+            dns_domain,
+            config_history_limit,
+            cert_file,
+            key_file,
+            trusted_ca_file,
             dev,
         } = self;
         let name = match (name, dev) {
@@ -84,8 +110,22 @@ impl ServerArgs {
         if name.is_empty() || name.contains(['=', ',']) || name.chars().any(char::is_whitespace) {
             bail!("--name: '{name}' must be non-empty without '=', ',' or spaces");
         }
-        let advertise_client = advertise(advertise_client, listen_client, "--advertise-client")?;
-        let advertise_peer = advertise(advertise_peer, listen_peer, "--advertise-peer")?;
+        let tls = match (cert_file, key_file) {
+            (Some(cert), Some(key)) => Some(muster_server::TlsFiles {
+                cert,
+                key,
+                trusted_ca: trusted_ca_file,
+            }),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let advertise_client = advertise(
+            advertise_client,
+            listen_client,
+            scheme,
+            "--advertise-client",
+        )?;
+        let advertise_peer = advertise(advertise_peer, listen_peer, scheme, "--advertise-peer")?;
         let initial_cluster = match initial_cluster {
             Some(text) => {
                 let members = parse_initial_cluster(&text)?;
@@ -105,6 +145,9 @@ impl ServerArgs {
                  --heartbeat-interval-ms ({heartbeat_interval_ms})"
             );
         }
+        if config_history_limit == 0 {
+            bail!("--config-history-limit must be positive");
+        }
         if snapshot_every == 0 {
             bail!("--snapshot-every must be positive");
         }
@@ -121,19 +164,52 @@ impl ServerArgs {
             election_timeout: Duration::from_millis(election_timeout_ms),
             snapshot_every,
             history_revisions,
+            listen_dns,
+            dns_domain: absolute_domain(&dns_domain)?,
+            config_history_limit,
+            tls,
         })
     }
 }
 
+/// A DNS zone name, made absolute (`muster` → `muster.`).
+fn absolute_domain(domain: &str) -> anyhow::Result<String> {
+    let trimmed = domain.trim_end_matches('.');
+    if trimmed.is_empty()
+        || trimmed.split('.').any(|label| {
+            label.is_empty()
+                || label.len() > 63
+                || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+    {
+        bail!("--dns-domain: '{domain}' is not a DNS name like muster. or cluster.example.");
+    }
+    Ok(format!("{}.", trimmed.to_ascii_lowercase()))
+}
+
 /// The given URL, checked, or one built from the listen address, which must
 /// then be a concrete one (others could not dial 0.0.0.0).
-fn advertise(given: Option<String>, listen: SocketAddr, flag: &str) -> anyhow::Result<String> {
+fn advertise(
+    given: Option<String>,
+    listen: SocketAddr,
+    scheme: &str,
+    flag: &str,
+) -> anyhow::Result<String> {
     match given {
-        Some(url) => check_url(&url).with_context(|| format!("{flag}: '{url}'")),
+        Some(url) => {
+            let url = check_url(&url).with_context(|| format!("{flag}: '{url}'"))?;
+            if !url.starts_with(&format!("{scheme}://")) {
+                bail!(
+                    "{flag}: '{url}' must be {scheme}:// (TLS is {})",
+                    if scheme == "https" { "on" } else { "off" }
+                );
+            }
+            Ok(url)
+        }
         None if listen.ip().is_unspecified() => {
             bail!("{flag} is required when listening on {listen}")
         }
-        None => Ok(format!("http://{listen}")),
+        None => Ok(format!("{scheme}://{listen}")),
     }
 }
 
@@ -161,10 +237,14 @@ pub fn parse_initial_cluster(text: &str) -> anyhow::Result<Vec<(String, String)>
     Ok(members)
 }
 
-/// Peer and client URLs are plain `http://host:port`.
+/// Peer and client URLs are `http://host:port` or `https://host:port`.
 fn check_url(url: &str) -> anyhow::Result<String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        bail!("it must start with http://");
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("http://") {
+        ("http", rest)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        ("https", rest)
+    } else {
+        bail!("it must start with http:// or https://");
     };
     let authority = rest.trim_end_matches('/');
     let Some((host, port)) = authority.rsplit_once(':') else {
@@ -175,7 +255,7 @@ fn check_url(url: &str) -> anyhow::Result<String> {
     }
     port.parse::<u16>()
         .map_err(|_| anyhow::anyhow!("port '{port}' is not a number"))?;
-    Ok(format!("http://{authority}"))
+    Ok(format!("{scheme}://{authority}"))
 }
 
 #[cfg(test)]

@@ -6,9 +6,12 @@
 //! next endpoint, and on `421`/`503` naming the leader it retries there once.
 //! [`Client::watch`] gives a stream of changes that survives disconnects.
 
+mod catalog;
+pub mod config;
 mod endpoint;
 mod error;
 mod ndjson;
+mod tls;
 mod watch;
 
 use std::sync::Arc;
@@ -34,9 +37,11 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use catalog::{DiscoverOptions, ServiceWatch, SubscribeOptions};
 pub use endpoint::{encode_key, encode_segment, parse_endpoint};
 pub use error::{ClientError, TransportKind};
 pub use ndjson::{LineDecoder, LineTooLong, MAX_LINE_BYTES};
+pub use tls::TlsOptions;
 pub use watch::{Change, Watch, WatchOptions};
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -88,6 +93,7 @@ pub struct DeleteOptions {
 
 pub struct ClientBuilder {
     endpoints: Vec<String>,
+    tls: Option<TlsOptions>,
     request_timeout: Duration,
     connect_timeout: Duration,
     watch_idle_timeout: Duration,
@@ -98,6 +104,13 @@ impl ClientBuilder {
     /// Deadline of one attempt of a call, answer body included.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Talk to `https://` endpoints trusting only the given CA, presenting
+    /// a client certificate when one is given.
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -129,9 +142,20 @@ impl ClientBuilder {
             .iter()
             .map(|raw| parse_endpoint(raw))
             .collect::<Result<Vec<_>>>()?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            http = http.use_preconfigured_tls(tls::client_config(tls)?);
+        } else if endpoints.iter().any(|e| e.starts_with("https://")) {
+            return Err(ClientError::InvalidArgument(
+                "https endpoints need TLS options: the CA that signed the server certificates"
+                    .into(),
+            ));
+        } else {
+            http = http.use_preconfigured_tls(tls::plain_config()?);
+        }
+        let http = http
             .build()
             .map_err(|err| ClientError::transport("(client setup)", &err))?;
         Ok(Client {
@@ -237,6 +261,7 @@ struct Answer {
 impl Client {
     pub fn builder(endpoints: impl IntoIterator<Item = impl Into<String>>) -> ClientBuilder {
         ClientBuilder {
+            tls: None,
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -636,8 +661,13 @@ mod tests {
             Err(ClientError::NoEndpoint)
         ));
         assert!(matches!(
-            Client::new(["http://a:1", "https://b:1"]),
+            Client::new(["http://a:1", "ftp://b:1"]),
             Err(ClientError::InvalidEndpoint { .. })
+        ));
+        // https needs the CA to trust.
+        assert!(matches!(
+            Client::new(["http://a:1", "https://b:1"]),
+            Err(ClientError::InvalidArgument(message)) if message.contains("TLS")
         ));
         let client = Client::new(["a:1", "http://b:2/"]).unwrap();
         assert_eq!(client.endpoints(), ["http://a:1", "http://b:2"]);

@@ -29,6 +29,14 @@ pub struct Config {
     /// Keep this many revisions of history; older ones are compacted by the
     /// leader. 0 turns automatic compaction off.
     pub history_revisions: u64,
+    /// Where DNS answers (UDP and TCP); None: no DNS.
+    pub listen_dns: Option<SocketAddr>,
+    /// The zone DNS answers for: `{service}.{namespace}.svc.{domain}`.
+    pub dns_domain: String,
+    /// Published versions kept per config item.
+    pub config_history_limit: usize,
+    /// TLS on both ports (and mutual TLS between members with a CA).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Config {
@@ -49,6 +57,10 @@ impl Config {
             election_timeout: Duration::from_millis(1000),
             snapshot_every: 10_000,
             history_revisions: 100_000,
+            listen_dns: None,
+            dns_domain: "muster.".into(),
+            config_history_limit: 100,
+            tls: None,
         }
     }
 }

@@ -64,6 +64,10 @@ pub struct ConfigItem {
     /// Revision of the last change.
     #[serde(default)]
     pub revision: Revision,
+    /// In an answer to a reader that stated labels: `content`, `md5` and
+    /// `sha256` are the gray release's, because its selector matched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub served_gray: bool,
 }
 
 /// One published version, as the history keeps it.
@@ -137,4 +141,34 @@ pub struct ListenRequest {
 pub struct ListenResponse {
     pub changed: Vec<ListenItem>,
     pub revision: Revision,
+}
+
+/// One line of a config watch stream (`GET /v1/config/{ns}/{group}/watch`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ConfigEvent {
+    /// An item was published, rolled back, or its gray release changed.
+    Published {
+        revision: Revision,
+        item: Box<ConfigItem>,
+    },
+    Deleted {
+        revision: Revision,
+        namespace: String,
+        group: String,
+        data_id: String,
+    },
+    /// Nothing watched changed up to `revision`; resume after it.
+    Progress { revision: Revision },
+    /// The stream ends: `compacted` (re-read, then watch from
+    /// `compacted_revision` or later) or a cut-off watcher that should resume
+    /// from `resume_revision`.
+    Error {
+        code: crate::watch::WatchErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compacted_revision: Option<Revision>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_revision: Option<Revision>,
+    },
 }

@@ -3,8 +3,6 @@
 //! member. A request that was already forwarded once is not forwarded
 //! again (no loops while leadership moves); it gets `421` with the leader.
 
-use std::time::Duration;
-
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +12,21 @@ use super::error::ApiError;
 use crate::raft::LeaderInfo;
 
 const FORWARDED: &str = "x-muster-forwarded";
+
+/// Headers that describe one connection, not the request, and so are not
+/// replayed (the marker is set anew).
+const HOP_BY_HOP: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    FORWARDED,
+];
 
 #[derive(Clone)]
 pub struct Forwarder {
@@ -29,14 +42,8 @@ pub struct Replay {
 }
 
 impl Forwarder {
-    pub fn new() -> Self {
-        Forwarder {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("a client without TLS builds"),
-        }
+    pub fn new(http: reqwest::Client) -> Self {
+        Forwarder { http }
     }
 
     pub async fn forward(&self, leader: Option<&LeaderInfo>, request: Replay) -> Response {
@@ -57,8 +64,10 @@ impl Forwarder {
             .request(request.method.clone(), &url)
             .header(FORWARDED, "1")
             .body(request.body);
-        if let Some(content_type) = request.headers.get(axum::http::header::CONTENT_TYPE) {
-            outgoing = outgoing.header(axum::http::header::CONTENT_TYPE, content_type);
+        for (name, value) in &request.headers {
+            if !HOP_BY_HOP.contains(&name.as_str()) {
+                outgoing = outgoing.header(name, value);
+            }
         }
         let answer = match outgoing.send().await {
             Ok(answer) => answer,

@@ -1,11 +1,11 @@
 //! The client port: the JSON/HTTP API, watch streams, health and metrics.
 
 mod cluster;
-mod error;
-mod forward;
-mod kv;
+pub(crate) mod error;
+pub(crate) mod forward;
+pub(crate) mod kv;
 mod lease;
-mod params;
+pub(crate) mod params;
 mod watch;
 
 use std::sync::Arc;
@@ -33,12 +33,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(node: Arc<RaftNode>, metrics: Arc<Metrics>) -> Self {
+    /// `forward_http` carries writes a follower hands to the leader.
+    pub fn new(node: Arc<RaftNode>, metrics: Arc<Metrics>, forward_http: reqwest::Client) -> Self {
         AppState {
             store: node.store().clone(),
             node,
             metrics,
-            forwarder: forward::Forwarder::new(),
+            forwarder: forward::Forwarder::new(forward_http),
         }
     }
 }
@@ -77,6 +78,8 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(cluster::readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::catalog::routes())
+        .merge(crate::config_center::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(middleware::from_fn_with_state(

@@ -28,12 +28,7 @@ pub struct NetworkFactory {
 }
 
 impl NetworkFactory {
-    pub fn new(identity: Arc<SharedIdentity>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .expect("a client without TLS builds");
+    pub fn new(identity: Arc<SharedIdentity>, http: reqwest::Client) -> Self {
         NetworkFactory { http, identity }
     }
 }

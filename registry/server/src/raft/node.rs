@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::identity::{IdentityFile, SharedIdentity};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::tls::Tls;
 
 pub struct RaftNode {
     pub(super) raft: Raft,
@@ -92,6 +93,7 @@ impl RaftNode {
         config: &Config,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
+        tls: Option<&Tls>,
     ) -> anyhow::Result<Arc<RaftNode>> {
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir)
@@ -130,20 +132,18 @@ impl RaftNode {
         }
         .validate()
         .context("Raft settings")?;
+        let raft_http = crate::tls::http_client(tls, Duration::from_secs(2), None)?;
         let raft = Raft::new(
             identity.node_id(),
             Arc::new(raft_config),
-            NetworkFactory::new(identity.clone()),
+            NetworkFactory::new(identity.clone(), raft_http),
             log,
             state_machine,
         )
         .await
         .context("starting Raft")?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
-            .build()
-            .context("building the peer HTTP client")?;
+        let http =
+            crate::tls::http_client(tls, Duration::from_secs(2), Some(Duration::from_secs(10)))?;
         let node = Arc::new(RaftNode {
             raft,
             identity,
@@ -184,6 +184,11 @@ impl RaftNode {
 
     pub fn election_timeout(&self) -> Duration {
         self.config.election_timeout
+    }
+
+    /// Published versions the config center keeps per item.
+    pub fn config_history_limit(&self) -> usize {
+        self.config.config_history_limit
     }
 
     /// This node's own peer description.
