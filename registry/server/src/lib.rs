@@ -2,6 +2,7 @@
 //! with an HTTP API, watches and leases.
 
 mod catalog;
+mod change_stream;
 mod config;
 mod config_center;
 mod dispatch;
