@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use muster_store::Rejection;
 use muster_types::Revision;
 use muster_types::error::ErrorCode;
-use muster_types::watch::Event;
+use muster_types::watch::{Event, WatchErrorCode};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -57,7 +57,47 @@ pub enum StreamEnd {
     },
 }
 
+/// An ending as the KV and config watches write it.
+pub struct EndLine {
+    pub code: WatchErrorCode,
+    pub message: String,
+    pub compacted_revision: Option<Revision>,
+    pub resume_revision: Option<Revision>,
+}
+
 impl StreamEnd {
+    /// The fields of an error line; `after_compaction` tells the reader
+    /// how to start over when history is gone.
+    pub fn line(self, after_compaction: &str) -> EndLine {
+        match self {
+            StreamEnd::Compacted {
+                compacted_revision,
+                reason,
+            } => EndLine {
+                code: WatchErrorCode::Compacted,
+                message: format!("{reason}; {after_compaction}"),
+                compacted_revision: Some(compacted_revision),
+                resume_revision: None,
+            },
+            StreamEnd::SlowWatcher { resume_revision } => EndLine {
+                code: WatchErrorCode::SlowWatcher,
+                message: "the watcher fell behind and was cut off; resume from resume_revision"
+                    .into(),
+                compacted_revision: None,
+                resume_revision: Some(resume_revision),
+            },
+            StreamEnd::Unavailable {
+                resume_revision,
+                reason,
+            } => EndLine {
+                code: WatchErrorCode::Unavailable,
+                message: format!("{reason}; resume on any member"),
+                compacted_revision: None,
+                resume_revision,
+            },
+        }
+    }
+
     fn from_rejection(rejection: &Rejection) -> Self {
         match rejection {
             Rejection::Compacted {

@@ -13,10 +13,10 @@ use muster_catalog::names::check_name;
 use muster_types::Revision;
 use muster_types::config::{ConfigEvent, ConfigItem};
 use muster_types::limits::RESERVED_PREFIX;
-use muster_types::watch::{Event, EventKind, WatchErrorCode};
+use muster_types::watch::{Event, EventKind};
 
 use super::check_group;
-use crate::change_stream::{self, Framer, Spec, Start, StreamEnd};
+use crate::change_stream::{self, EndLine, Framer, Spec, Start, StreamEnd};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::params::Params;
@@ -71,34 +71,18 @@ impl Framer for ConfigFramer {
     }
 
     fn end(&mut self, end: StreamEnd) -> Bytes {
-        let event = match end {
-            StreamEnd::Compacted {
-                compacted_revision,
-                reason,
-            } => ConfigEvent::Error {
-                code: WatchErrorCode::Compacted,
-                message: format!("{reason}; read the items, then watch from that revision"),
-                compacted_revision: Some(compacted_revision),
-                resume_revision: None,
-            },
-            StreamEnd::SlowWatcher { resume_revision } => ConfigEvent::Error {
-                code: WatchErrorCode::SlowWatcher,
-                message: "the watcher fell behind and was cut off; resume from resume_revision"
-                    .into(),
-                compacted_revision: None,
-                resume_revision: Some(resume_revision),
-            },
-            StreamEnd::Unavailable {
-                resume_revision,
-                reason,
-            } => ConfigEvent::Error {
-                code: WatchErrorCode::Unavailable,
-                message: format!("{reason}; resume on any member"),
-                compacted_revision: None,
-                resume_revision,
-            },
-        };
-        line(&event)
+        let EndLine {
+            code,
+            message,
+            compacted_revision,
+            resume_revision,
+        } = end.line("read the items, then watch from that revision");
+        line(&ConfigEvent::Error {
+            code,
+            message,
+            compacted_revision,
+            resume_revision,
+        })
     }
 }
 

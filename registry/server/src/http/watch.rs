@@ -8,12 +8,12 @@ use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
 use muster_types::Revision;
 use muster_types::limits;
-use muster_types::watch::{Event, WatchErrorCode, WatchMessage};
+use muster_types::watch::{Event, WatchMessage};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::params::Params;
-use crate::change_stream::{self, Framer, Spec, Start, StreamEnd};
+use crate::change_stream::{self, EndLine, Framer, Spec, Start, StreamEnd};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -112,33 +112,17 @@ impl Framer for KvFramer {
     }
 
     fn end(&mut self, end: StreamEnd) -> Bytes {
-        let message = match end {
-            StreamEnd::Compacted {
-                compacted_revision,
-                reason,
-            } => WatchMessage::Error {
-                code: WatchErrorCode::Compacted,
-                message: format!("{reason}; read the current state, then watch from its revision"),
-                compacted_revision: Some(compacted_revision),
-                resume_revision: None,
-            },
-            StreamEnd::SlowWatcher { resume_revision } => WatchMessage::Error {
-                code: WatchErrorCode::SlowWatcher,
-                message: "the watcher fell behind and was cut off; resume from resume_revision"
-                    .into(),
-                compacted_revision: None,
-                resume_revision: Some(resume_revision),
-            },
-            StreamEnd::Unavailable {
-                resume_revision,
-                reason,
-            } => WatchMessage::Error {
-                code: WatchErrorCode::Unavailable,
-                message: format!("{reason}; resume on any member"),
-                compacted_revision: None,
-                resume_revision,
-            },
-        };
-        self.frame(&message)
+        let EndLine {
+            code,
+            message,
+            compacted_revision,
+            resume_revision,
+        } = end.line("read the current state, then watch from its revision");
+        self.frame(&WatchMessage::Error {
+            code,
+            message,
+            compacted_revision,
+            resume_revision,
+        })
     }
 }
