@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 nice -n 19 cargo build --locked -p muster
-binary=target/debug/muster
+binary="${CARGO_TARGET_DIR:-target}/debug/muster"
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 mkdir -p "$context/rootfs/usr/local/bin"

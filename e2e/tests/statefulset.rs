@@ -18,7 +18,7 @@ use muster_operator::build::{
 };
 use muster_operator::crd::RegistryCluster;
 use muster_operator::plan::{MemberView, Observed, PodView, Step, plan};
-use muster_operator::registry::{HttpRegistry, Registry};
+use muster_operator::registry::{HttpRegistry, Members, Registry};
 use muster_operator::validate::{OperatorSettings, ValidCluster, validate};
 use muster_types::cluster::{AddMemberRequest, MemberRole};
 
@@ -104,6 +104,11 @@ impl Pods {
             .collect()
     }
 
+    /// The members as the operator reaches them (plain HTTP here).
+    fn members(&self) -> Members {
+        Members::new(self.endpoints(), None)
+    }
+
     fn logs(&self) -> String {
         self.running
             .iter()
@@ -115,7 +120,7 @@ impl Pods {
         let mut views = Vec::new();
         for (ordinal, (container, address)) in self.running.iter().enumerate() {
             let node = registry
-                .node_status(&format!("http://{address}"))
+                .node_status(&Members::default(), &format!("http://{address}"))
                 .await
                 .ok();
             views.push(PodView {
@@ -137,7 +142,7 @@ async fn members(
     pods: &Pods,
     cluster: &ValidCluster,
 ) -> Option<Vec<MemberView>> {
-    let list = registry.members(&pods.endpoints()).await.ok()?;
+    let list = registry.members(&pods.members()).await.ok()?;
     Some(
         list.members
             .into_iter()
@@ -179,7 +184,7 @@ async fn converge(
         };
         let next = plan(&observed, |o| pod_name(cluster, o));
         let objects = build(cluster, next.shape);
-        let endpoints = pods.endpoints();
+        let endpoints = pods.members();
         match &next.step {
             Step::Steady => return steps,
             Step::Wait { .. } => {
@@ -198,6 +203,7 @@ async fn converge(
                             peer_url: peer_url(cluster, pod),
                             client_url: Some(client_url(cluster, pod)),
                             expect_membership: None,
+                            replace: false,
                         },
                     )
                     .await
@@ -215,7 +221,19 @@ async fn converge(
                 registry.transfer_leader(&endpoints, to).await.unwrap()
             }
             Step::ReplaceMember { member, .. } => {
-                registry.remove(&endpoints, member).await.unwrap();
+                registry
+                    .add_learner(
+                        &endpoints,
+                        AddMemberRequest {
+                            name: member.clone(),
+                            peer_url: peer_url(cluster, member),
+                            client_url: Some(client_url(cluster, member)),
+                            expect_membership: None,
+                            replace: true,
+                        },
+                    )
+                    .await
+                    .unwrap();
             }
             Step::RemoveMember { member } => {
                 registry.remove(&endpoints, member).await.unwrap();
@@ -313,8 +331,8 @@ async fn the_built_stateful_set_forms_a_cluster_and_scales_through_membership() 
     assert!(up_steps[1].starts_with("AddLearner"), "{up:#?}");
     assert!(up_steps[2].starts_with("Promote"), "{up:#?}");
 
-    // 3. demo-3 comes back with an empty volume: its old self is removed
-    // and it joins again as a new learner, then voter.
+    // 3. demo-3 comes back with an empty volume: it joins as a learner next
+    // to its old self, and promoting it replaces the old member.
     let old_id = list.members.iter().find(|m| m.name == "demo-3").unwrap().id;
     let five = build(
         &cluster,
@@ -333,8 +351,7 @@ async fn the_built_stateful_set_forms_a_cluster_and_scales_through_membership() 
         replaced_steps[0].starts_with("ReplaceMember"),
         "{replaced:#?}"
     );
-    assert!(replaced_steps[1].starts_with("AddLearner"), "{replaced:#?}");
-    assert!(replaced_steps[2].starts_with("Promote"), "{replaced:#?}");
+    assert!(replaced_steps[1].starts_with("Promote"), "{replaced:#?}");
     let list = client.members().await.unwrap();
     let back = list.members.iter().find(|m| m.name == "demo-3").unwrap();
     assert_ne!(back.id, old_id, "a wiped member comes back under a new id");

@@ -1,5 +1,6 @@
 //! The `RegistryCluster` controller: the reconcile that drives the pipeline
-//! validate → observe → plan → registry step → build → apply → status, the
+//! validate → certificates (and the CA the operator trusts when it talks to
+//! the members) → observe → plan → registry step → build → apply → status, the
 //! finalizer, the error policy, and the watch loop.
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +23,9 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::apply::{apply, patch_params};
-use crate::build::tls::{IssuedTls, TlsError, ca_secret_name, operator_issued, secret_name};
+use crate::build::tls::{
+    IssuedTls, TlsError, UserSecretError, ca_secret_name, operator_issued, secret_name, user_ca,
+};
 use crate::build::{
     LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, build, client_url, peer_url, pod_name,
     selector_string,
@@ -31,11 +34,14 @@ use crate::crd::{RegistryCluster, RegistryClusterStatus};
 use crate::metrics::Metrics;
 use crate::observe::{member_views, pod_views};
 use crate::plan::{Observed, Step, plan};
-use crate::registry::{Registry, RegistryError};
-use crate::status::{DEGRADED, PROGRESSING, invalid_status, ready_status};
+use crate::registry::{Members, Registry, RegistryError};
+use crate::status::{DEGRADED, PROGRESSING, blocked_status, invalid_status, ready_status};
 use crate::validate::{OperatorSettings, Tls, ValidCluster, validate};
 
 pub const FINALIZER: &str = "muster.dev/cleanup";
+
+/// The event and condition reason when the user's TLS Secret is unusable.
+pub const TLS_SECRET_INVALID: &str = "TLSSecretInvalid";
 
 /// Requeue while something is moving (a pod starting, a learner catching up).
 pub const REQUEUE_PROGRESS: Duration = Duration::from_secs(5);
@@ -228,6 +234,26 @@ async fn apply_cluster<R: Registry>(
         }
     };
 
+    // Certificates first: the members serve the cluster's certificate, so
+    // every registry call below must trust its CA (and an issued CA must
+    // exist before any pod can start).
+    let (tls, ca_pem) = match &cluster.tls {
+        Tls::Disabled => (None, None),
+        Tls::OperatorIssued => {
+            let issued = issue_certificates(ctx, &resource, &cluster, now).await?;
+            let ca_pem = issued.ca_pem();
+            (Some(issued), Some(ca_pem))
+        }
+        Tls::Secrets { secret } => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+            let found = secrets.get_opt(secret).await?;
+            match user_ca(secret, found.as_ref()) {
+                Ok(ca_pem) => (None, Some(ca_pem)),
+                Err(problem) => return tls_secret_unusable(ctx, &resource, problem, now).await,
+            }
+        }
+    };
+
     // Observe.
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
     let set = sets.get_opt(&cluster.name).await?;
@@ -245,13 +271,16 @@ async fn apply_cluster<R: Registry>(
         .as_ref()
         .and_then(|set| set.spec.as_ref())
         .and_then(|spec| spec.replicas);
-    let endpoints: Vec<String> = (0..set_pods.unwrap_or(0))
-        .map(|ordinal| client_url(&cluster, &pod_name(&cluster, ordinal)))
-        .collect();
-    let member_list = if endpoints.is_empty() {
+    let members = Members::new(
+        (0..set_pods.unwrap_or(0))
+            .map(|ordinal| client_url(&cluster, &pod_name(&cluster, ordinal)))
+            .collect(),
+        ca_pem,
+    );
+    let member_list = if members.is_empty() {
         None
     } else {
-        match ctx.registry.members(&endpoints).await {
+        match ctx.registry.members(&members).await {
             Ok(list) => Some(list),
             Err(err) => {
                 info!(%err, "no member answered");
@@ -268,7 +297,8 @@ async fn apply_cluster<R: Registry>(
             let Some(name) = pod.metadata.name.as_deref() else {
                 continue;
             };
-            match ctx.registry.node_status(&client_url(&cluster, name)).await {
+            let endpoint = client_url(&cluster, name);
+            match ctx.registry.node_status(&members, &endpoint).await {
                 Ok(status) => {
                     node_ids.insert(name.to_string(), status.id);
                     versions.insert(name.to_string(), status.version);
@@ -289,12 +319,10 @@ async fn apply_cluster<R: Registry>(
     let plan = plan(&observed, |ordinal| pod_name(&cluster, ordinal));
     info!(step = ?plan.step, pods = plan.shape.pods, "plan");
 
-    let tls = issue_certificates(ctx, &resource, &cluster, now).await?;
-
     // Membership changes come before the StatefulSet changes.
     let mut shape = plan.shape;
     let refused =
-        match registry_step(ctx, &cluster, &plan.step, &endpoints, member_list.as_ref()).await {
+        match registry_step(ctx, &cluster, &plan.step, &members, member_list.as_ref()).await {
             Ok(None) => false,
             Ok(Some((reason, note))) => {
                 publish(ctx, &resource, EventType::Normal, reason, note).await?;
@@ -341,16 +369,47 @@ async fn apply_cluster<R: Registry>(
     })
 }
 
-/// The operator's own certificates when it issues them (kept while valid).
+/// The user's TLS Secret is missing or has no usable `ca.crt`: nothing can
+/// be done safely without trusting the members, so say why (once) and look
+/// again later (Secrets are not watched).
+async fn tls_secret_unusable<R>(
+    ctx: &Context<R>,
+    resource: &RegistryCluster,
+    problem: UserSecretError,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    ctx.metrics.reconcile_failed("tls_secret");
+    let previous = resource.status.as_ref();
+    let message = problem.to_string();
+    if previous_condition(previous, DEGRADED) != Some((TLS_SECRET_INVALID, message.as_str())) {
+        publish(
+            ctx,
+            resource,
+            EventType::Warning,
+            TLS_SECRET_INVALID,
+            message.clone(),
+        )
+        .await?;
+    }
+    let status = blocked_status(
+        TLS_SECRET_INVALID,
+        "waiting for a usable TLS Secret",
+        message,
+        resource.metadata.generation,
+        previous,
+        now,
+    );
+    patch_status(ctx, resource, &status).await?;
+    Ok(Action::requeue(REQUEUE_DEGRADED))
+}
+
+/// The operator's own certificates (kept while valid), for `OperatorIssued`.
 async fn issue_certificates<R>(
     ctx: &Context<R>,
     resource: &RegistryCluster,
     cluster: &ValidCluster,
     now: Timestamp,
-) -> Result<Option<IssuedTls>, Error> {
-    if cluster.tls != Tls::OperatorIssued {
-        return Ok(None);
-    }
+) -> Result<IssuedTls, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
     let ca = secrets.get_opt(&ca_secret_name(cluster)).await?;
     let server = match secret_name(cluster) {
@@ -370,7 +429,7 @@ async fn issue_certificates<R>(
         )
         .await?;
     }
-    Ok(Some(issued))
+    Ok(issued)
 }
 
 /// Carries out a membership step; returns the event to publish.
@@ -378,20 +437,21 @@ async fn registry_step<R: Registry>(
     ctx: &Context<R>,
     cluster: &ValidCluster,
     step: &Step,
-    endpoints: &[String],
-    members: Option<&MemberList>,
+    members: &Members,
+    list: Option<&MemberList>,
 ) -> Result<Option<(&'static str, String)>, RegistryError> {
     let registry = &ctx.registry;
     let (reason, note) = match step {
         Step::AddLearner { pod } => {
             let member = registry
                 .add_learner(
-                    endpoints,
+                    members,
                     AddMemberRequest {
                         name: pod.clone(),
                         peer_url: peer_url(cluster, pod),
                         client_url: Some(client_url(cluster, pod)),
-                        expect_membership: members.map(|list| list.membership_id),
+                        expect_membership: list.map(|list| list.membership_id),
+                        replace: false,
                     },
                 )
                 .await?;
@@ -401,7 +461,7 @@ async fn registry_step<R: Registry>(
             )
         }
         Step::Promote { member } => {
-            registry.promote(endpoints, member).await?;
+            registry.promote(members, member).await?;
             ("MemberPromoted", format!("promoted {member} to voter"))
         }
         Step::ReplaceMember {
@@ -409,24 +469,35 @@ async fn registry_step<R: Registry>(
             old_id,
             new_id,
         } => {
-            registry.remove(endpoints, member).await?;
+            registry
+                .add_learner(
+                    members,
+                    AddMemberRequest {
+                        name: member.clone(),
+                        peer_url: peer_url(cluster, member),
+                        client_url: Some(client_url(cluster, member)),
+                        expect_membership: list.map(|list| list.membership_id),
+                        replace: true,
+                    },
+                )
+                .await?;
             (
                 "MemberReplaced",
                 format!(
-                    "{member} came back with an empty volume (new Raft id {new_id}); removed its \
-                     old self (id {old_id}) so that it joins again as a new learner"
+                    "{member} came back with an empty volume (new Raft id {new_id}); it joined \
+                     as a learner and replaces its old self (id {old_id}) once caught up"
                 ),
             )
         }
         Step::RemoveMember { member } => {
-            registry.remove(endpoints, member).await?;
+            registry.remove(members, member).await?;
             (
                 "MemberRemoved",
                 format!("removed {member} from the membership before shrinking the StatefulSet"),
             )
         }
         Step::TransferLeader { from, to } => {
-            registry.transfer_leader(endpoints, to).await?;
+            registry.transfer_leader(members, to).await?;
             (
                 "LeaderTransferred",
                 format!("handed leadership from {from} to {to}"),

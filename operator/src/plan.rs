@@ -6,9 +6,10 @@
 //! 1. No StatefulSet yet: create it (the first pod initializes the cluster,
 //!    unless status says it was initialized already).
 //! 2. Without an answer from the registry nothing changes.
-//! 3. A member whose pod came back with an empty volume (a new Raft id) is
-//!    removed, so that the pod joins again as a new learner (6); a learner
-//!    is promoted once its pod is ready (caught up).
+//! 3. A pod that came back with an empty volume (a new Raft id) joins as a
+//!    learner that replaces its old member; a learner is promoted once its
+//!    pod is ready (caught up), and promoting a replacement removes the old
+//!    member in the same membership change.
 //! 4. An outdated pod that is unhealthy anyway is restarted first.
 //! 5. Every other change waits until every member is healthy: with all
 //!    voters healthy, changing one member at a time never loses a quorum.
@@ -152,7 +153,7 @@ pub enum Step {
         member: String,
     },
     /// The member's pod came back with an empty volume under a new Raft
-    /// id: remove the old member (the pod is then added as a new learner).
+    /// id: add it as a learner that replaces the old member when promoted.
     ReplaceMember {
         member: String,
         old_id: u64,
@@ -258,8 +259,9 @@ pub fn plan(observed: &Observed, pod_name: impl Fn(i32) -> String) -> Plan {
         );
     }
     // 3a. A member whose pod runs under another Raft id lost its volume:
-    // its old self never comes back. The registry refuses two members of
-    // one name, so the old one goes first; rule 6 then adds the pod again.
+    // its old self never comes back. The pod joins as a learner next to it
+    // (a replacement); 3b promotes it once caught up, which removes the old
+    // member in the same change, so the cluster is never a voter short.
     if let Some((member, new_id)) = members.iter().find_map(|member| {
         let new_id = observed.pod(&member.name)?.node_id?;
         let replaced = new_id != member.id && !members.iter().any(|m| m.id == new_id);

@@ -65,7 +65,7 @@ fn progress_reason(step: &Step) -> Option<(&'static str, String)> {
         Step::RemoveMember { member } => ("ScalingDown", format!("removing member {member}")),
         Step::ReplaceMember { member, .. } => (
             "ReplacingMember",
-            format!("{member} lost its volume and joins again as a new member"),
+            format!("{member} lost its volume; its new self catches up to replace it"),
         ),
         Step::ShrinkSet { pods } => ("ScalingDown", format!("shrinking to {pods} pods")),
         Step::TransferLeader { from, to } => (
@@ -211,6 +211,27 @@ pub fn invalid_status(
     previous: Option<&RegistryClusterStatus>,
     now: Timestamp,
 ) -> RegistryClusterStatus {
+    blocked_status(
+        "InvalidSpec",
+        "waiting for a valid spec",
+        error.to_string(),
+        generation,
+        previous,
+        now,
+    )
+}
+
+/// The reconcile cannot go on (an invalid spec, an unusable TLS Secret):
+/// everything observed before stays, `Progressing` is off with `waiting`,
+/// and `Degraded` says why.
+pub fn blocked_status(
+    reason: &str,
+    waiting: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: Option<&RegistryClusterStatus>,
+    now: Timestamp,
+) -> RegistryClusterStatus {
     let mut status = previous.cloned().unwrap_or_default();
     let mut wanted: Vec<Wanted> = previous
         .into_iter()
@@ -227,14 +248,14 @@ pub fn invalid_status(
     wanted.push(Wanted {
         type_: PROGRESSING,
         holds: false,
-        reason: "InvalidSpec".into(),
-        message: "waiting for a valid spec".into(),
+        reason: reason.into(),
+        message: waiting.into(),
     });
     wanted.push(Wanted {
         type_: DEGRADED,
         holds: true,
-        reason: "InvalidSpec".into(),
-        message: error.to_string(),
+        reason: reason.into(),
+        message,
     });
     status.observed_generation = generation;
     status.conditions = conditions(wanted, previous, generation, now);

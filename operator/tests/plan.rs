@@ -332,7 +332,7 @@ fn a_single_member_is_restarted_in_place() {
 }
 
 #[test]
-fn a_member_back_with_an_empty_volume_is_removed_then_added_again() {
+fn a_member_back_with_an_empty_volume_joins_as_its_replacement_then_is_promoted() {
     let mut observed = healthy(5, 5);
     // demo-3's pod restarted on an empty volume: a new id, not a member.
     observed.pods[3] = PodView {
@@ -351,14 +351,25 @@ fn a_member_back_with_an_empty_volume_is_removed_then_added_again() {
             }
         )
     );
-    // Its old self removed, the pod is added as a learner like a new one.
-    observed.members.as_mut().unwrap().remove(3);
+    // Added as a learner next to its old self: it catches up first...
+    observed.members.as_mut().unwrap().push(MemberView {
+        id: 9999,
+        role: MemberRole::Learner,
+        lag: Some(5000),
+        ..voter(3)
+    });
+    let (shape, step) = next(&observed);
+    assert_eq!(shape, existing(5));
+    assert_eq!(wait_reason(&step), WaitReason::CatchingUp);
+    // ...then is promoted, which replaces the old member.
+    observed.pods[3].ready = true;
+    observed.members.as_mut().unwrap()[5].lag = Some(0);
     assert_eq!(
         next(&observed),
         (
             existing(5),
-            Step::AddLearner {
-                pod: "demo-3".into()
+            Step::Promote {
+                member: "demo-3".into()
             }
         )
     );

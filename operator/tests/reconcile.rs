@@ -11,20 +11,22 @@ use std::time::Duration;
 
 use common::fixture;
 use http::{Request, Response};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStatus, Pod, PodCondition, PodStatus,
+    ContainerState, ContainerStateRunning, ContainerStatus, Pod, PodCondition, PodStatus, Secret,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use muster_operator::build::tls::{IssuedTls, operator_issued};
 use muster_operator::controller::{Context, Error, error_policy, reconcile};
-use muster_operator::crd::{RegistryCluster, RegistryClusterStatus};
+use muster_operator::crd::{RegistryCluster, RegistryClusterStatus, TlsMode};
 use muster_operator::metrics::Metrics;
-use muster_operator::registry::{Registry, RegistryError};
-use muster_operator::validate::OperatorSettings;
+use muster_operator::registry::{Members, Registry, RegistryError};
+use muster_operator::validate::{OperatorSettings, validate};
 use muster_types::cluster::{AddMemberRequest, Member, MemberList, MemberRole, NodeRole, Status};
 use serde_json::{Value, json};
 
@@ -46,8 +48,12 @@ fn index_of(log: &Log, prefix: &str) -> usize {
 
 // ---- the registry, scripted ----
 
+/// Each registry call (its name) with the CA it was told to trust.
+type Trusted = Arc<Mutex<Vec<(&'static str, Option<Vec<u8>>)>>>;
+
 struct ScriptedRegistry {
     log: Log,
+    trusted: Trusted,
     members: Option<MemberList>,
     refuse_changes: bool,
     /// This member's pod reports a new Raft id (its volume was wiped).
@@ -55,6 +61,27 @@ struct ScriptedRegistry {
 }
 
 impl ScriptedRegistry {
+    /// Records the trust of a call, and checks the URLs agree with it:
+    /// https exactly when a CA is given.
+    fn trust(&self, call: &'static str, members: &Members, urls: &[&str]) {
+        let scheme = if members.ca_pem.is_some() {
+            "https://"
+        } else {
+            "http://"
+        };
+        for url in urls
+            .iter()
+            .copied()
+            .chain(members.urls.iter().map(String::as_str))
+        {
+            assert!(url.starts_with(scheme), "{call}: {url} with {members:?}");
+        }
+        self.trusted
+            .lock()
+            .unwrap()
+            .push((call, members.ca_pem.clone()));
+    }
+
     fn change(&self, entry: String) -> Result<(), RegistryError> {
         log_entry(&self.log, entry);
         if self.refuse_changes {
@@ -68,10 +95,11 @@ impl ScriptedRegistry {
 }
 
 impl Registry for ScriptedRegistry {
-    async fn members(&self, endpoints: &[String]) -> Result<MemberList, RegistryError> {
+    async fn members(&self, members: &Members) -> Result<MemberList, RegistryError> {
+        self.trust("members", members, &[]);
         assert!(
-            endpoints[0].starts_with("http://demo-0.demo-peer.default.svc.cluster.local:7001"),
-            "{endpoints:?}"
+            members.urls[0].ends_with("://demo-0.demo-peer.default.svc.cluster.local:7001"),
+            "{members:?}"
         );
         self.members
             .clone()
@@ -80,34 +108,45 @@ impl Registry for ScriptedRegistry {
 
     async fn add_learner(
         &self,
-        _endpoints: &[String],
+        members: &Members,
         request: AddMemberRequest,
     ) -> Result<Member, RegistryError> {
+        let client_url = request.client_url.clone().unwrap_or_default();
+        self.trust("add_learner", members, &[&request.peer_url, &client_url]);
         self.change(format!(
-            "registry add {} {} {}",
+            "registry add {} {} {}{}",
             request.name,
             request.peer_url,
-            request.client_url.clone().unwrap_or_default()
+            request.client_url.clone().unwrap_or_default(),
+            if request.replace { " (replace)" } else { "" }
         ))?;
         Ok(member(3, MemberRole::Learner, false))
     }
 
-    async fn promote(&self, _endpoints: &[String], name: &str) -> Result<(), RegistryError> {
+    async fn promote(&self, members: &Members, name: &str) -> Result<(), RegistryError> {
+        self.trust("promote", members, &[]);
         self.change(format!("registry promote {name}"))
     }
 
-    async fn remove(&self, _endpoints: &[String], name: &str) -> Result<(), RegistryError> {
+    async fn remove(&self, members: &Members, name: &str) -> Result<(), RegistryError> {
+        self.trust("remove", members, &[]);
         self.change(format!("registry remove {name}"))
     }
 
-    async fn transfer_leader(&self, _endpoints: &[String], to: &str) -> Result<(), RegistryError> {
+    async fn transfer_leader(&self, members: &Members, to: &str) -> Result<(), RegistryError> {
+        self.trust("transfer_leader", members, &[]);
         self.change(format!("registry transfer-leader {to}"))
     }
 
-    async fn node_status(&self, endpoint: &str) -> Result<Status, RegistryError> {
+    async fn node_status(
+        &self,
+        members: &Members,
+        endpoint: &str,
+    ) -> Result<Status, RegistryError> {
+        self.trust("node_status", members, &[endpoint]);
         let name = endpoint
-            .strip_prefix("http://")
-            .and_then(|rest| rest.split('.').next())
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split('.').next())
             .unwrap_or_else(|| panic!("{endpoint}"))
             .to_string();
         let id = match self
@@ -367,6 +406,7 @@ fn harness(members: Option<MemberList>, refuse_changes: bool) -> Harness {
     );
     let registry = ScriptedRegistry {
         log: log.clone(),
+        trusted: Trusted::default(),
         members,
         refuse_changes,
         wiped: None,
@@ -613,37 +653,39 @@ async fn an_invalid_spec_is_reported_once_and_waits_for_a_change() {
 #[tokio::test]
 async fn a_formed_cluster_is_recorded_as_bootstrapped() {
     init();
-    let (result, _) = run(
-        harness(Some(voters(3)), false),
-        cluster(3, false),
-        async |server| {
-            server
-                .expect_stateful_set(Some(stateful_set(3, "r1")))
-                .await;
-            server.expect_pods(ready_pods(3, "r1")).await;
-            let applied = server.expect_objects().await;
-            assert_eq!(
-                applied.config_map["data"]["MUSTER_INITIAL_CLUSTER_STATE"],
-                "existing"
-            );
-            server.expect_event("ClusterFormed").await;
-            let status = server.expect_status().await;
-            assert_eq!(status["bootstrapped"], true);
-            assert_eq!(status["leader"], "demo-0");
-            assert_eq!(status["readyReplicas"], 3);
-            assert_eq!(status["currentVersion"], "0.1.0");
-            let members = status["members"].as_array().unwrap();
-            assert_eq!(members.len(), 3);
-            assert_eq!(members[1]["id"], "7000000000000000001");
-            assert_eq!(members[1]["role"], "Voter");
-            assert_eq!(members[1]["healthy"], true);
-            assert_eq!(condition(&status, "Available")["status"], "True");
-            assert_eq!(condition(&status, "Progressing")["status"], "False");
-            assert_eq!(condition(&status, "Degraded")["status"], "False");
-        },
-    )
+    let harness = harness(Some(voters(3)), false);
+    let trusted = harness.ctx.registry.trusted.clone();
+    let (result, _) = run(harness, cluster(3, false), async |server| {
+        server
+            .expect_stateful_set(Some(stateful_set(3, "r1")))
+            .await;
+        server.expect_pods(ready_pods(3, "r1")).await;
+        let applied = server.expect_objects().await;
+        assert_eq!(
+            applied.config_map["data"]["MUSTER_INITIAL_CLUSTER_STATE"],
+            "existing"
+        );
+        server.expect_event("ClusterFormed").await;
+        let status = server.expect_status().await;
+        assert_eq!(status["bootstrapped"], true);
+        assert_eq!(status["leader"], "demo-0");
+        assert_eq!(status["readyReplicas"], 3);
+        assert_eq!(status["currentVersion"], "0.1.0");
+        let members = status["members"].as_array().unwrap();
+        assert_eq!(members.len(), 3);
+        assert_eq!(members[1]["id"], "7000000000000000001");
+        assert_eq!(members[1]["role"], "Voter");
+        assert_eq!(members[1]["healthy"], true);
+        assert_eq!(condition(&status, "Available")["status"], "True");
+        assert_eq!(condition(&status, "Progressing")["status"], "False");
+        assert_eq!(condition(&status, "Degraded")["status"], "False");
+    })
     .await;
     assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(300)));
+    // TLS off: plain http, no CA, for every call.
+    let seen = cas_seen(&trusted);
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert!(seen.iter().all(|(_, ca)| ca.is_none()), "{seen:?}");
 }
 
 #[tokio::test]
@@ -890,8 +932,9 @@ async fn operator_issued_certificates_are_applied_before_the_pods() {
     init();
     let mut secure = cluster(3, false);
     secure.spec.tls.mode = muster_operator::crd::TlsMode::OperatorIssued;
-    let (result, _) = run(harness(None, false), secure, async |server| {
-        server.expect_stateful_set(None).await;
+    let (result, log) = run(harness(None, false), secure, async |server| {
+        // Certificates come first: the CA must exist before any pod starts,
+        // and every registry call trusts it.
         server
             .expect("GET", "/api/v1/namespaces/default/secrets/demo-ca")
             .await
@@ -902,6 +945,7 @@ async fn operator_issued_certificates_are_applied_before_the_pods() {
             .not_found();
         let event = server.expect_event("CertificateIssued").await;
         assert_eq!(event["note"], "issued a CA; issued the member certificate");
+        server.expect_stateful_set(None).await;
         let ca = server
             .expect_apply("/api/v1/namespaces/default/secrets/demo-ca")
             .await;
@@ -921,6 +965,242 @@ async fn operator_issued_certificates_are_applied_before_the_pods() {
     })
     .await;
     result.unwrap();
+    assert!(
+        index_of(&log, "GET /api/v1/namespaces/default/secrets/demo-ca")
+            < index_of(
+                &log,
+                "GET /apis/apps/v1/namespaces/default/statefulsets/demo"
+            )
+    );
+}
+
+/// A cluster with `tls: OperatorIssued` (the three-member fixture).
+fn operator_issued_cluster(replicas: i32, bootstrapped: bool) -> RegistryCluster {
+    let mut secure = cluster(replicas, bootstrapped);
+    secure.spec.tls.mode = TlsMode::OperatorIssued;
+    secure
+}
+
+/// A cluster with `tls: Secrets`, the user's Secret being `demo-cert`.
+fn user_tls_cluster(replicas: i32, bootstrapped: bool) -> RegistryCluster {
+    let mut secure = cluster(replicas, bootstrapped);
+    secure.spec.tls.mode = TlsMode::Secrets;
+    secure.spec.tls.secret_name = Some("demo-cert".into());
+    secure
+}
+
+/// Certificates as the operator would have issued them for `resource`.
+fn issued_for(resource: &RegistryCluster) -> IssuedTls {
+    let mut issuing = resource.clone();
+    issuing.spec.tls.mode = TlsMode::OperatorIssued;
+    issuing.spec.tls.secret_name = None;
+    let valid = validate(&issuing, &OperatorSettings::default()).unwrap();
+    operator_issued(&valid, None, None, time::OffsetDateTime::now_utc()).unwrap()
+}
+
+fn secret(name: &str, data: &[(&str, &[u8])]) -> Value {
+    serde_json::to_value(Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            data.iter()
+                .map(|(key, value)| (key.to_string(), ByteString(value.to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    })
+    .unwrap()
+}
+
+fn cas_seen(trusted: &Trusted) -> Vec<(&'static str, Option<Vec<u8>>)> {
+    trusted.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn operator_issued_tls_trusts_the_issued_ca_for_every_registry_call() {
+    init();
+    let secure = operator_issued_cluster(5, true);
+    let issued = issued_for(&secure);
+    let ca_pem = issued.ca_pem();
+    assert!(String::from_utf8_lossy(&ca_pem).contains("BEGIN CERTIFICATE"));
+    let harness = harness(Some(voters(3)), false);
+    let trusted = harness.ctx.registry.trusted.clone();
+    let mut pods = ready_pods(3, "r1");
+    pods.push(pod(3, true, false, "r1"));
+    let (result, log) = run(harness, secure, async |server| {
+        // The existing certificates are read and kept (no event).
+        server
+            .expect("GET", "/api/v1/namespaces/default/secrets/demo-ca")
+            .await
+            .reply(serde_json::to_value(&issued.ca).unwrap());
+        server
+            .expect("GET", "/api/v1/namespaces/default/secrets/demo-tls")
+            .await
+            .reply(serde_json::to_value(&issued.server).unwrap());
+        server
+            .expect_stateful_set(Some(stateful_set(4, "r1")))
+            .await;
+        server.expect_pods(pods).await;
+        server.expect_event("MemberAdded").await;
+        let ca = server
+            .expect_apply("/api/v1/namespaces/default/secrets/demo-ca")
+            .await;
+        assert_eq!(ca, serde_json::to_value(&issued.ca).unwrap(), "kept");
+        server
+            .expect_apply("/api/v1/namespaces/default/secrets/demo-tls")
+            .await;
+        server.expect_objects().await;
+        server.expect_status().await;
+    })
+    .await;
+    result.unwrap();
+    assert_eq!(
+        log.lock().unwrap()[4],
+        "registry add demo-3 https://demo-3.demo-peer.default.svc.cluster.local:7101 \
+         https://demo-3.demo-peer.default.svc.cluster.local:7001"
+    );
+    let seen = cas_seen(&trusted);
+    let calls: Vec<&str> = seen.iter().map(|(call, _)| *call).collect();
+    assert_eq!(
+        calls,
+        [
+            "members",
+            "node_status",
+            "node_status",
+            "node_status",
+            "node_status",
+            "add_learner"
+        ]
+    );
+    for (call, ca) in &seen {
+        assert_eq!(ca.as_ref(), Some(&ca_pem), "{call} trusts the issued CA");
+    }
+}
+
+#[tokio::test]
+async fn a_user_tls_secret_is_read_and_its_ca_trusted() {
+    init();
+    let secure = user_tls_cluster(3, true);
+    let issued = issued_for(&secure);
+    let ca_pem = issued.ca_pem();
+    let user_secret = secret(
+        "demo-cert",
+        &[
+            ("tls.crt", b"(the member certificate)"),
+            ("tls.key", b"(its key)"),
+            ("ca.crt", &ca_pem),
+        ],
+    );
+    let harness = harness(Some(voters(3)), false);
+    let trusted = harness.ctx.registry.trusted.clone();
+    let (result, log) = run(harness, secure, async |server| {
+        server
+            .expect("GET", "/api/v1/namespaces/default/secrets/demo-cert")
+            .await
+            .reply(user_secret);
+        server
+            .expect_stateful_set(Some(stateful_set(3, "r1")))
+            .await;
+        server.expect_pods(ready_pods(3, "r1")).await;
+        let applied = server.expect_objects().await;
+        assert_eq!(
+            applied.stateful_set["spec"]["template"]["spec"]["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|v| v["secret"]["secretName"].as_str())
+                .collect::<Vec<_>>(),
+            ["demo-cert"]
+        );
+        let status = server.expect_status().await;
+        assert_eq!(condition(&status, "Available")["status"], "True");
+        assert_eq!(status["currentVersion"], "0.1.0");
+    })
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(300)));
+    assert_eq!(
+        log.lock().unwrap()[0],
+        "GET /api/v1/namespaces/default/secrets/demo-cert"
+    );
+    let seen = cas_seen(&trusted);
+    assert_eq!(seen.len(), 4, "members, then each pod's status: {seen:?}");
+    for (call, ca) in &seen {
+        assert_eq!(
+            ca.as_ref(),
+            Some(&ca_pem),
+            "{call} trusts the Secret's ca.crt"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_tls_secret_is_reported_and_nothing_else_is_done() {
+    init();
+    let cases: [(Option<Value>, &str); 3] = [
+        (
+            None,
+            "the TLS Secret \"demo-cert\" (spec.tls.secretName) does not exist",
+        ),
+        (
+            Some(secret(
+                "demo-cert",
+                &[("tls.crt", b"(a certificate)"), ("tls.key", b"(a key)")],
+            )),
+            "the TLS Secret \"demo-cert\" has no ca.crt",
+        ),
+        (
+            Some(secret("demo-cert", &[("ca.crt", b"not a certificate")])),
+            "ca.crt in the TLS Secret \"demo-cert\" is not a PEM certificate",
+        ),
+    ];
+    let mut last_status = None;
+    for (found, expected) in cases {
+        let harness = harness(Some(voters(3)), false);
+        let trusted = harness.ctx.registry.trusted.clone();
+        let (result, log) = run(harness, user_tls_cluster(3, true), async |server| {
+            let get = server
+                .expect("GET", "/api/v1/namespaces/default/secrets/demo-cert")
+                .await;
+            match found {
+                Some(secret) => get.reply(secret),
+                None => get.not_found(),
+            }
+            let event = server.expect_event("TLSSecretInvalid").await;
+            assert_eq!(event["type"], "Warning");
+            let note = event["note"].as_str().unwrap();
+            assert!(note.contains(expected), "{note}");
+            let status = server.expect_status().await;
+            let degraded = condition(&status, "Degraded");
+            assert_eq!(degraded["status"], "True");
+            assert_eq!(degraded["reason"], "TLSSecretInvalid");
+            assert!(degraded["message"].as_str().unwrap().contains(expected));
+            assert_eq!(condition(&status, "Progressing")["status"], "False");
+            assert_eq!(status["bootstrapped"], true, "what was observed stays");
+            last_status = Some(status);
+        })
+        .await;
+        // Secrets are not watched: look again soon.
+        assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(15)));
+        assert!(cas_seen(&trusted).is_empty(), "no registry call");
+        assert_eq!(log.lock().unwrap().len(), 3, "nothing observed or applied");
+    }
+
+    // Reconciled again with the problem already reported: no second Event.
+    let mut again = user_tls_cluster(3, true);
+    again.status = Some(serde_json::from_value(last_status.unwrap()).unwrap());
+    let (result, _) = run(harness(None, false), again, async |server| {
+        server
+            .expect("GET", "/api/v1/namespaces/default/secrets/demo-cert")
+            .await
+            .reply(secret("demo-cert", &[("ca.crt", b"not a certificate")]));
+        server.expect_status().await;
+    })
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(15)));
 }
 
 #[tokio::test]
@@ -1027,7 +1307,14 @@ async fn a_member_back_with_an_empty_volume_is_replaced_before_anything_else() {
     .await;
     result.unwrap();
     assert!(
-        index_of(&log, "registry remove demo-2")
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.starts_with("registry add demo-2 ") && line.ends_with("(replace)")),
+        "the pod is added as the replacement of its old self: {log:?}"
+    );
+    assert!(
+        index_of(&log, "registry add demo-2 ")
             < index_of(
                 &log,
                 "PATCH /apis/apps/v1/namespaces/default/statefulsets/demo"

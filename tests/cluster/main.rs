@@ -9,6 +9,7 @@ mod failover;
 mod lease;
 mod membership;
 mod recovery;
+mod replace;
 mod replication;
 mod snapshot;
 mod tls;

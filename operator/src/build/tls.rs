@@ -81,6 +81,45 @@ pub struct IssuedTls {
     pub issued: Vec<String>,
 }
 
+impl IssuedTls {
+    /// The CA certificate (PEM) the members' certificate is signed by: what
+    /// the operator trusts when it talks to them.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        secret_bytes(&self.ca, CA_CERT).unwrap_or_default()
+    }
+}
+
+/// Why the user's TLS Secret (`mode: Secrets`) cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UserSecretError {
+    #[error("the TLS Secret {0:?} (spec.tls.secretName) does not exist")]
+    Missing(String),
+    #[error(
+        "the TLS Secret {0:?} has no ca.crt: the operator needs the CA that signed the \
+         members' certificates to talk to them"
+    )]
+    NoCa(String),
+    #[error("ca.crt in the TLS Secret {0:?} is not a PEM certificate")]
+    BadCa(String),
+}
+
+/// The CA (PEM) in the user's Secret, checked to be a certificate.
+pub fn user_ca(name: &str, secret: Option<&Secret>) -> Result<Vec<u8>, UserSecretError> {
+    let secret = secret.ok_or_else(|| UserSecretError::Missing(name.to_string()))?;
+    let pem = secret_bytes(secret, CA_CERT)
+        .filter(|pem| !pem.is_empty())
+        .ok_or_else(|| UserSecretError::NoCa(name.to_string()))?;
+    let parses = std::str::from_utf8(&pem).ok().and_then(inspect).is_some();
+    if !parses {
+        return Err(UserSecretError::BadCa(name.to_string()));
+    }
+    Ok(pem)
+}
+
+fn secret_bytes(secret: &Secret, key: &str) -> Option<Vec<u8>> {
+    Some(secret.data.as_ref()?.get(key)?.0.clone())
+}
+
 /// Keeps the existing CA and certificate while they are valid long enough
 /// and name the right hosts; issues new ones otherwise.
 pub fn operator_issued(
@@ -188,8 +227,7 @@ fn data<const N: usize>(entries: [(&str, &String); N]) -> BTreeMap<String, ByteS
 }
 
 fn text(secret: &Secret, key: &str) -> Option<String> {
-    let bytes = secret.data.as_ref()?.get(key)?;
-    String::from_utf8(bytes.0.clone()).ok()
+    String::from_utf8(secret_bytes(secret, key)?).ok()
 }
 
 /// What the operator needs to know of a certificate.

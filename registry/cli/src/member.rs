@@ -19,8 +19,12 @@ pub enum MemberCommand {
         /// Refuse unless the membership id is still this (see `member list`).
         #[arg(long)]
         expect_membership: Option<u64>,
+        /// The node takes the place of the member of the same name (its
+        /// data was lost); promoting it removes the old one.
+        #[arg(long)]
+        replace: bool,
     },
-    /// Make a learner a voter.
+    /// Make a learner a voter (replacing its namesake, if it was added with --replace).
     Promote {
         name: String,
         #[arg(long)]
@@ -45,12 +49,14 @@ impl MemberCommand {
                 peer_url,
                 client_url,
                 expect_membership,
+                replace,
             } => {
                 let request = AddMemberRequest {
                     name,
                     peer_url,
                     client_url,
                     expect_membership,
+                    replace,
                 };
                 let member = ctx.client.add_member(&request).await?;
                 return match ctx.format {

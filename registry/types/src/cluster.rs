@@ -44,6 +44,12 @@ pub struct AddMemberRequest {
     /// Refuse the change unless the membership is still this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_membership: Option<u64>,
+    /// The node takes the place of the member of the same name (whose data
+    /// was lost, so it came back under a new id): it joins as a learner
+    /// next to it, and promoting it removes the old member in the same
+    /// membership change, so the cluster never runs a voter short.
+    #[serde(default)]
+    pub replace: bool,
 }
 
 /// Body of promote, remove and leader-transfer requests.

@@ -117,12 +117,16 @@ pub async fn remove_member(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let parsed: ApiResult<(String, Option<u64>)> = (|| {
+    let parsed: ApiResult<(String, Option<u64>, Option<u64>)> = (|| {
         let params = Params::parse(uri.query())?;
-        Ok((member_name(&name)?, params.number("expect_membership")?))
+        Ok((
+            member_name(&name)?,
+            params.number("id")?,
+            params.number("expect_membership")?,
+        ))
     })();
     match parsed {
-        Ok((name, expect)) => {
+        Ok((name, id, expect)) => {
             let replay = Replay {
                 method,
                 uri,
@@ -132,7 +136,7 @@ pub async fn remove_member(
             on_leader(
                 &state,
                 replay,
-                state.node.remove_member(&name, expect),
+                state.node.remove_member(&name, id, expect),
                 false,
             )
             .await

@@ -56,6 +56,16 @@ fn write_error(
     }
 }
 
+/// Members called `name`, with whether each votes.
+fn named(membership: &StoredMembership, name: &str) -> Vec<(NodeId, bool)> {
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .filter(|(_, node)| node.name == name)
+        .map(|(id, _)| (*id, voters.contains(id)))
+        .collect()
+}
+
 impl RaftNode {
     fn membership(
         &self,
@@ -194,12 +204,12 @@ impl RaftNode {
         let _guard = self.membership_lock.lock().await;
         let (membership, _, _, _) = self.membership();
         let preconditions = self.expect_membership(&membership, request.expect_membership)?;
-        if membership
-            .nodes()
-            .any(|(_, node)| node.name == request.name)
-        {
+        let namesakes = named(&membership, &request.name);
+        let replacing_one = request.replace && namesakes.len() == 1;
+        if !(namesakes.is_empty() || replacing_one) {
             return Err(MembershipError::Conflict(format!(
-                "a member named {:?} exists; remove it first",
+                "a member named {:?} exists; remove it first, or add with replace=true when \
+                 this node takes its place (its data was lost)",
                 request.name
             )));
         }
@@ -241,17 +251,32 @@ impl RaftNode {
         })
     }
 
+    /// The one member called `name`; with `id`, the one of that name with
+    /// that id (a replacement and the member it replaces share a name).
     fn find(
         &self,
         membership: &StoredMembership,
         name: &str,
+        id: Option<NodeId>,
     ) -> Result<(NodeId, bool), MembershipError> {
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        membership
-            .nodes()
-            .find(|(_, node)| node.name == name)
-            .map(|(id, _)| (*id, voters.contains(id)))
-            .ok_or_else(|| MembershipError::NotFound(name.to_owned()))
+        let namesakes = named(membership, name);
+        match (namesakes.as_slice(), id) {
+            ([], _) => Err(MembershipError::NotFound(name.to_owned())),
+            ([only], None) => Ok(*only),
+            (_, Some(id)) => namesakes
+                .iter()
+                .find(|(member, _)| *member == id)
+                .copied()
+                .ok_or_else(|| MembershipError::NotFound(format!("{name} with id {id}"))),
+            (many, None) => Err(MembershipError::Conflict(format!(
+                "{} members are named {name} (ids {}); name one with id",
+                many.len(),
+                many.iter()
+                    .map(|(id, _)| id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
     /// Makes a caught-up learner a voter.
@@ -264,12 +289,22 @@ impl RaftNode {
         let _guard = self.membership_lock.lock().await;
         let (membership, lags, _, _) = self.membership();
         let preconditions = self.expect_membership(&membership, expect)?;
-        let (id, is_voter) = self.find(&membership, name)?;
-        if is_voter {
-            return Err(MembershipError::Conflict(format!(
-                "{name} is a voter already"
-            )));
-        }
+        // The learner of that name; any other member of the same name is
+        // the one it replaces.
+        let namesakes = named(&membership, name);
+        let Some(&(id, _)) = namesakes.iter().find(|(_, is_voter)| !is_voter) else {
+            return match namesakes.is_empty() {
+                true => Err(MembershipError::NotFound(name.to_owned())),
+                false => Err(MembershipError::Conflict(format!(
+                    "{name} is a voter already"
+                ))),
+            };
+        };
+        let replaced: BTreeSet<NodeId> = namesakes
+            .iter()
+            .map(|(member, _)| *member)
+            .filter(|member| *member != id)
+            .collect();
         let lag = lags
             .and_then(|lags| lags.get(&id).copied())
             .unwrap_or(u64::MAX);
@@ -283,15 +318,45 @@ impl RaftNode {
                 }
             )));
         }
-        self.raft
-            .change_membership_if(
-                ChangeMembers::AddVoterIds(BTreeSet::from([id])),
-                false,
-                preconditions,
-            )
-            .await
-            .map_err(write_error)?;
-        tracing::info!(%name, id, "promoted to voter");
+        if replaced.is_empty() {
+            self.raft
+                .change_membership_if(
+                    ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                    false,
+                    preconditions,
+                )
+                .await
+                .map_err(write_error)?;
+            tracing::info!(%name, id, "promoted to voter");
+        } else {
+            // One joint change swaps the replaced voter for its successor.
+            let mut voters: BTreeSet<NodeId> = membership
+                .voter_ids()
+                .filter(|voter| !replaced.contains(voter))
+                .collect();
+            voters.insert(id);
+            self.raft
+                .change_membership_if(
+                    ChangeMembers::ReplaceAllVoters(voters),
+                    false,
+                    preconditions,
+                )
+                .await
+                .map_err(write_error)?;
+            let (membership, _, _, _) = self.membership();
+            let leftovers: BTreeSet<NodeId> = replaced
+                .iter()
+                .copied()
+                .filter(|old| membership.get_node(old).is_some())
+                .collect();
+            if !leftovers.is_empty() {
+                self.raft
+                    .change_membership(ChangeMembers::RemoveNodes(leftovers), false)
+                    .await
+                    .map_err(write_error)?;
+            }
+            tracing::info!(%name, id, ?replaced, "promoted to voter, replacing its namesake");
+        }
         Ok(self.members())
     }
 
@@ -299,13 +364,14 @@ impl RaftNode {
     pub async fn remove_member(
         &self,
         name: &str,
+        id: Option<NodeId>,
         expect: Option<u64>,
     ) -> Result<MemberList, MembershipError> {
         self.ensure_leader()?;
         let _guard = self.membership_lock.lock().await;
         let (membership, _, _, _) = self.membership();
         let preconditions = self.expect_membership(&membership, expect)?;
-        let (id, is_voter) = self.find(&membership, name)?;
+        let (id, is_voter) = self.find(&membership, name, id)?;
         let change = if is_voter {
             if membership.voter_ids().count() == 1 {
                 return Err(MembershipError::Conflict(format!(
@@ -329,7 +395,14 @@ impl RaftNode {
     pub async fn transfer_leader(&self, to: &str) -> Result<MemberList, MembershipError> {
         self.ensure_leader()?;
         let (membership, _, _, _) = self.membership();
-        let (id, is_voter) = self.find(&membership, to)?;
+        let namesakes = named(&membership, to);
+        let Some(&(id, is_voter)) = namesakes
+            .iter()
+            .find(|(_, voter)| *voter)
+            .or(namesakes.first())
+        else {
+            return Err(MembershipError::NotFound(to.to_owned()));
+        };
         if !is_voter {
             return Err(MembershipError::Conflict(format!(
                 "{to} is a learner; only a voter can lead"
