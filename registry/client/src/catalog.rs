@@ -22,7 +22,7 @@ use muster_types::watch::WatchErrorCode;
 use reqwest::Method;
 
 use crate::ndjson::LineDecoder;
-use crate::watch::Resume;
+use crate::watch::{Failure, Resume, backoff, classify_open_error};
 use crate::{Call, Client, ClientError, Inner, Reply, Result, encode_segment};
 
 /// Filters of a discovery query, and its blocking-query position.
@@ -305,12 +305,6 @@ struct Subscription {
     done: bool,
 }
 
-/// What a failure means for the subscription.
-enum Failure {
-    Retry { error: ClientError, avoid: bool },
-    Fatal(ClientError),
-}
-
 impl Subscription {
     async fn next(&mut self) -> Option<Result<ServiceEvent>> {
         loop {
@@ -461,33 +455,6 @@ impl Subscription {
             }
         }
     }
-}
-
-/// An error opening a subscription: the ones another attempt may cure are
-/// retried.
-fn classify_open_error(error: ClientError) -> Failure {
-    let retry = match &error {
-        ClientError::Transport { .. } => true,
-        ClientError::Api { body, .. } => matches!(
-            body.error,
-            ErrorCode::Unavailable | ErrorCode::NotLeader | ErrorCode::TooManyWatchers
-        ),
-        _ => false,
-    };
-    if retry {
-        Failure::Retry {
-            error,
-            avoid: false,
-        }
-    } else {
-        Failure::Fatal(error)
-    }
-}
-
-/// 100 ms doubling per consecutive failure, at most 2 s (as watches do).
-fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(5);
-    Duration::from_millis(100 << exp).min(Duration::from_secs(2))
 }
 
 #[cfg(test)]

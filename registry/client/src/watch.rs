@@ -184,8 +184,8 @@ struct State {
     done: bool,
 }
 
-/// What a failure means for the watch.
-enum Failure {
+/// What a failure means for a stream (a watch or a subscription).
+pub(crate) enum Failure {
     /// Reconnect (after a pause); `avoid` the endpoint that failed.
     Retry { error: ClientError, avoid: bool },
     /// Hand the error to the consumer and end.
@@ -362,8 +362,8 @@ impl State {
     }
 }
 
-/// An error opening a watch: the ones another attempt may cure are retried.
-fn classify_open_error(error: ClientError) -> Failure {
+/// An error opening a stream: the ones another attempt may cure are retried.
+pub(crate) fn classify_open_error(error: ClientError) -> Failure {
     let retry = match &error {
         ClientError::Transport { .. } => true,
         ClientError::Api { body, .. } => matches!(
@@ -383,7 +383,7 @@ fn classify_open_error(error: ClientError) -> Failure {
 }
 
 /// 100 ms doubling per consecutive failure, at most 2 s.
-fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(5);
     Duration::from_millis(100 << exp).min(Duration::from_secs(2))
 }
