@@ -5,10 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Uri};
+use axum::http::{HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use muster_catalog::discovery::{
     DEFAULT_WAIT, Filter, HealthFilter, count, parse_metadata, parse_wait, select,
@@ -20,11 +18,11 @@ use muster_types::error::{ErrorBody, ErrorCode};
 use muster_types::kv::{KeyValue, PutRequest, PutResponse, RangeRequest, TxnOp};
 use muster_types::limits::MAX_RANGE_LIMIT;
 
-use super::{check_name, instance_of, reply, validate};
+use super::{check_name, instance_of, parse_body, reply, validate};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::forward::Replay;
-use crate::http::kv::{body_of, consistent, json_of};
+use crate::http::kv::consistent;
 use crate::http::params::{Params, percent_decode};
 use crate::store::WatchStartError;
 use crate::typed::{CAS_ATTEMPTS, cas, contended, decode, on_leader, unchanged};
@@ -252,27 +250,13 @@ async fn wait_for_change(
 pub async fn set_service(
     State(state): State<AppState>,
     Path((ns, service)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    replay: Replay,
 ) -> Response {
-    let parsed: ApiResult<(ServiceSpec, Bytes)> = check_name("service", &service)
-        .and_then(|()| body_of(body))
-        .and_then(|body| {
-            let spec: ServiceSpec = json_of(&body)?;
-            validate::service(&spec)?;
-            Ok((spec, body))
-        });
-    let (spec, body) = match parsed {
+    let parsed = check_name("service", &service)
+        .and_then(|()| parse_body::<ServiceSpec>(&replay.body, validate::service));
+    let spec = match parsed {
         Ok(parsed) => parsed,
         Err(err) => return err.into_response(),
-    };
-    let replay = Replay {
-        method,
-        uri,
-        headers,
-        body,
     };
     on_leader(&state, replay, || async {
         reply(set_service_here(&state, &ns, &service, &spec).await)

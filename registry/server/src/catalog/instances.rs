@@ -1,10 +1,8 @@
 //! `/v1/services/{ns}/{service}/instances/{id}`: register, deregister,
 //! heart-beat, health reports, drain and enable.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use muster_catalog::health::{apply_report, initial_health};
 use muster_catalog::keys;
@@ -14,13 +12,12 @@ use muster_types::catalog::{HealthReport, Instance, InstanceSpec};
 use muster_types::error::ErrorCode;
 use muster_types::kv::{DeleteRequest, DeleteResponse, KeyValue, PutRequest, TxnOp};
 use muster_types::lease::LeaseKeepAliveResponse;
-use serde::de::DeserializeOwned;
 
-use super::{check_name, instance_of, not_found, reply, validate};
+use super::{check_name, instance_of, not_found, parse_body, reply, validate};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::forward::Replay;
-use crate::http::kv::{body_of, consistent, json_of};
+use crate::http::kv::consistent;
 use crate::http::params::Params;
 use crate::typed::{CAS_ATTEMPTS, cas, contended, now_ms, on_leader, propose, read_key, unchanged};
 use crate::typed::{NAMESPACE_CHANGES, require_namespace};
@@ -53,17 +50,6 @@ fn put_instance(key: &str, instance: &Instance, lease: Option<LeaseId>) -> TxnOp
     })
 }
 
-/// Parses and checks a JSON body before anything is forwarded.
-fn parse_body<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-    check: impl FnOnce(&T) -> ApiResult<()>,
-) -> ApiResult<(T, Bytes)> {
-    let body = body_of(body)?;
-    let value: T = json_of(&body)?;
-    check(&value)?;
-    Ok((value, body))
-}
-
 pub async fn show(
     State(state): State<AppState>,
     Path((ns, service, id)): InstancePath,
@@ -83,22 +69,13 @@ pub async fn show(
 pub async fn register(
     State(state): State<AppState>,
     Path((ns, service, id)): InstancePath,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    replay: Replay,
 ) -> Response {
     let parsed = check_path(&ns, &service, &id)
-        .and_then(|()| parse_body::<InstanceSpec>(body, validate::instance));
-    let (spec, body) = match parsed {
+        .and_then(|()| parse_body::<InstanceSpec>(&replay.body, validate::instance));
+    let spec = match parsed {
         Ok(parsed) => parsed,
         Err(err) => return err.into_response(),
-    };
-    let replay = Replay {
-        method,
-        uri,
-        headers,
-        body,
     };
     on_leader(&state, replay, || async {
         reply(register_here(&state, &ns, &service, &id, spec).await)
@@ -197,19 +174,11 @@ async fn lease_for(state: &AppState, key: &str, ttl: i64) -> ApiResult<LeaseId> 
 pub async fn deregister(
     State(state): State<AppState>,
     Path((ns, service, id)): InstancePath,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
     if let Err(err) = check_path(&ns, &service, &id) {
         return err.into_response();
     }
-    let replay = Replay {
-        method,
-        uri,
-        headers,
-        body: Bytes::new(),
-    };
     on_leader(&state, replay, || async {
         let result: ApiResult<DeleteResponse> = async {
             let command = Command::Delete(DeleteRequest {
@@ -236,19 +205,11 @@ pub async fn deregister(
 pub async fn heartbeat(
     State(state): State<AppState>,
     Path((ns, service, id)): InstancePath,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
     if let Err(err) = check_path(&ns, &service, &id) {
         return err.into_response();
     }
-    let replay = Replay {
-        method,
-        uri,
-        headers,
-        body: Bytes::new(),
-    };
     on_leader(&state, replay, || async {
         let result: ApiResult<LeaseKeepAliveResponse> = (|| {
             let kv = read_key(&state, &keys::instance(&ns, &service, &id))
@@ -303,22 +264,13 @@ async fn update(
 pub async fn report_health(
     State(state): State<AppState>,
     Path((ns, service, id)): InstancePath,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    replay: Replay,
 ) -> Response {
     let parsed = check_path(&ns, &service, &id)
-        .and_then(|()| parse_body::<HealthReport>(body, validate::report));
-    let (report, body) = match parsed {
+        .and_then(|()| parse_body::<HealthReport>(&replay.body, validate::report));
+    let report = match parsed {
         Ok(parsed) => parsed,
         Err(err) => return err.into_response(),
-    };
-    let replay = Replay {
-        method,
-        uri,
-        headers,
-        body,
     };
     on_leader(&state, replay, || async {
         let result = update(&state, (&ns, &service, &id), |instance| {
@@ -357,31 +309,15 @@ async fn set_enabled(
 pub async fn drain(
     State(state): State<AppState>,
     Path(path): InstancePath,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
-    let replay = Replay {
-        method,
-        uri,
-        headers,
-        body: Bytes::new(),
-    };
     set_enabled(state, path, replay, false).await
 }
 
 pub async fn enable(
     State(state): State<AppState>,
     Path(path): InstancePath,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
-    let replay = Replay {
-        method,
-        uri,
-        headers,
-        body: Bytes::new(),
-    };
     set_enabled(state, path, replay, true).await
 }

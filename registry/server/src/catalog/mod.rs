@@ -24,9 +24,11 @@ use muster_types::catalog::Instance;
 use muster_types::error::{ErrorBody, ErrorCode};
 use muster_types::kv::KeyValue;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::kv::json_of;
 use crate::typed::decode;
 
 pub fn routes() -> Router<AppState> {
@@ -63,6 +65,16 @@ pub fn routes() -> Router<AppState> {
 
 pub fn spawn_background(state: AppState) {
     tokio::spawn(sweeper::run(state));
+}
+
+/// Parses and checks a JSON body before anything is forwarded.
+pub(super) fn parse_body<T: DeserializeOwned>(
+    body: &[u8],
+    check: impl FnOnce(&T) -> ApiResult<()>,
+) -> ApiResult<T> {
+    let value: T = json_of(body)?;
+    check(&value)?;
+    Ok(value)
 }
 
 /// Answers with JSON, or with the error.

@@ -1,21 +1,19 @@
 //! `/v1/namespaces`: `default` always exists; others are created, listed,
 //! and deleted only when empty.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use muster_catalog::keys;
 use muster_types::catalog::{DEFAULT_NAMESPACE, Namespace, NamespaceList};
 use muster_types::error::ErrorCode;
 use muster_types::kv::{DeleteRequest, DeleteResponse, PutRequest, RangeRequest, TxnOp};
 
-use super::{check_name, not_found, reply, validate};
+use super::{check_name, not_found, parse_body, reply, validate};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::forward::Replay;
-use crate::http::kv::{body_of, consistent, json_of};
+use crate::http::kv::consistent;
 use crate::http::params::Params;
 use crate::typed::NAMESPACE_CHANGES;
 use crate::typed::{cas, decode, on_leader, read_json, read_prefix, unchanged};
@@ -59,27 +57,10 @@ pub async fn show(State(state): State<AppState>, Path(ns): Path<String>, uri: Ur
     reply(result)
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let parsed: ApiResult<(Namespace, Bytes)> = body_of(body).and_then(|body| {
-        let namespace: Namespace = json_of(&body)?;
-        validate::namespace(&namespace)?;
-        Ok((namespace, body))
-    });
-    let (namespace, body) = match parsed {
+pub async fn create(State(state): State<AppState>, replay: Replay) -> Response {
+    let namespace = match parse_body::<Namespace>(&replay.body, validate::namespace) {
         Ok(parsed) => parsed,
         Err(err) => return err.into_response(),
-    };
-    let replay = Replay {
-        method,
-        uri,
-        headers,
-        body,
     };
     on_leader(&state, replay, || async {
         match create_here(&state, namespace).await {
@@ -118,19 +99,11 @@ async fn create_here(state: &AppState, namespace: Namespace) -> ApiResult<Namesp
 pub async fn delete(
     State(state): State<AppState>,
     Path(ns): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
     if let Err(err) = check_name("namespace", &ns) {
         return err.into_response();
     }
-    let replay = Replay {
-        method,
-        uri,
-        headers,
-        body: Bytes::new(),
-    };
     on_leader(&state, replay, || async {
         reply(delete_here(&state, &ns).await)
     })

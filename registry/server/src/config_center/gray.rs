@@ -2,10 +2,7 @@
 //! labels match a selector, `POST …/gray/promote` publishes it as the next
 //! stable version, `DELETE …/gray` cancels it.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use muster_catalog::digest::{md5_hex, sha256_hex};
 use muster_catalog::selector;
@@ -14,10 +11,11 @@ use muster_types::error::{ErrorBody, ErrorCode};
 
 use super::items::respond;
 use super::publish::{GrayAfter, Publication, check_content, publish, rewrite};
-use super::{ItemId, author_of, read_item, replay};
+use super::{ItemId, author_of, read_item};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::kv::{body_of, json_of};
+use crate::http::forward::Replay;
+use crate::http::kv::json_of;
 use crate::http::params::Params;
 use crate::typed::{now_ms, on_leader};
 
@@ -39,35 +37,29 @@ fn prepare(
     namespace: String,
     group: String,
     data_id: String,
-    uri: &Uri,
-    headers: &HeaderMap,
+    request: &Replay,
 ) -> ApiResult<(ItemId, String)> {
     let id = ItemId::new(namespace, group, data_id)?;
-    let params = Params::parse(uri.query())?;
-    Ok((id, author_of(params.text("author"), headers)))
+    let params = Params::parse(request.uri.query())?;
+    Ok((id, author_of(params.text("author"), &request.headers)))
 }
 
 pub(super) async fn set(
     State(state): State<AppState>,
     Path((namespace, group, data_id)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    replay: Replay,
 ) -> Response {
     let prepared = (|| {
-        let (id, author) = prepare(namespace, group, data_id, &uri, &headers)?;
-        let body = body_of(body)?;
-        let request: GrayRequest = json_of(&body)?;
+        let (id, author) = prepare(namespace, group, data_id, &replay)?;
+        let request: GrayRequest = json_of(&replay.body)?;
         selector::check_selector(&request.selector)
             .map_err(|message| ApiError::invalid("selector", message))?;
-        Ok::<_, ApiError>((id, author, request, body))
+        Ok::<_, ApiError>((id, author, request))
     })();
-    let (id, author, request, body) = match prepared {
+    let (id, author, request) = match prepared {
         Ok(prepared) => prepared,
         Err(err) => return err.into_response(),
     };
-    let replay = replay(method, &uri, headers, body, &author);
     on_leader(&state, replay, || async {
         let gray = GrayRelease {
             md5: md5_hex(request.content.as_bytes()),
@@ -93,15 +85,12 @@ pub(super) async fn set(
 pub(super) async fn promote(
     State(state): State<AppState>,
     Path((namespace, group, data_id)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
-    let (id, author) = match prepare(namespace, group, data_id, &uri, &headers) {
+    let (id, author) = match prepare(namespace, group, data_id, &replay) {
         Ok(prepared) => prepared,
         Err(err) => return err.into_response(),
     };
-    let replay = replay(method, &uri, headers, Bytes::new(), &author);
     on_leader(&state, replay, || async {
         let result = async {
             let (item, kv) = read_item(&state, &id)?.ok_or_else(|| id.not_found())?;
@@ -125,15 +114,12 @@ pub(super) async fn promote(
 pub(super) async fn cancel(
     State(state): State<AppState>,
     Path((namespace, group, data_id)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
-    let (id, author) = match prepare(namespace, group, data_id, &uri, &headers) {
+    let (id, _) = match prepare(namespace, group, data_id, &replay) {
         Ok(prepared) => prepared,
         Err(err) => return err.into_response(),
     };
-    let replay = replay(method, &uri, headers, Bytes::new(), &author);
     on_leader(&state, replay, || async {
         respond(
             rewrite(&state, &id, |item| {

@@ -1,20 +1,19 @@
 //! History of an item: `…/history`, `…/history/{version}`, `…/diff`,
 //! `…/rollback`.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri, header};
+use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
 use muster_catalog::diff;
 use muster_types::config::{ConfigHistory, ConfigVersion, ConfigVersionSummary, RollbackRequest};
 
 use super::items::respond;
 use super::publish::{GrayAfter, Publication, publish, read_version};
-use super::{ItemId, author_of, read_item, replay};
+use super::{ItemId, author_of, read_item};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::kv::{body_of, consistent, json_of};
+use crate::http::forward::Replay;
+use crate::http::kv::{consistent, json_of};
 use crate::http::params::Params;
 use crate::typed::{self, on_leader};
 
@@ -123,24 +122,19 @@ pub(super) async fn diff(
 pub(super) async fn rollback(
     State(state): State<AppState>,
     Path((namespace, group, data_id)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    replay: Replay,
 ) -> Response {
     let prepared = (|| {
         let id = ItemId::new(namespace, group, data_id)?;
-        let params = Params::parse(uri.query())?;
-        let body = body_of(body)?;
-        let request: RollbackRequest = json_of(&body)?;
-        let author = author_of(params.text("author"), &headers);
-        Ok::<_, ApiError>((id, request, author, body))
+        let params = Params::parse(replay.uri.query())?;
+        let request: RollbackRequest = json_of(&replay.body)?;
+        let author = author_of(params.text("author"), &replay.headers);
+        Ok::<_, ApiError>((id, request, author))
     })();
-    let (id, request, author, body) = match prepared {
+    let (id, request, author) = match prepared {
         Ok(prepared) => prepared,
         Err(err) => return err.into_response(),
     };
-    let replay = replay(method, &uri, headers, body, &author);
     on_leader(&state, replay, || async {
         let result = async {
             let old = read_version(&state, &id, request.version)?;

@@ -2,9 +2,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use muster_catalog::{format, selector};
 use muster_types::config::{ConfigFormat, ConfigItem};
@@ -12,10 +11,11 @@ use muster_types::kv::DeleteResponse;
 use serde::Serialize;
 
 use super::publish::{GrayAfter, Publication, check_content, publish, remove};
-use super::{ItemId, author_of, labels_of, read_item, replay};
+use super::{ItemId, author_of, labels_of, read_item};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::kv::{body_of, consistent};
+use crate::http::forward::Replay;
+use crate::http::kv::consistent;
 use crate::http::params::Params;
 use crate::typed::on_leader;
 
@@ -46,27 +46,22 @@ pub(super) fn utf8_content(body: Bytes) -> ApiResult<String> {
 pub(super) async fn put(
     State(state): State<AppState>,
     Path((namespace, group, data_id)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    replay: Replay,
 ) -> Response {
     let prepared = (|| {
         let id = ItemId::new(namespace, group, data_id)?;
-        let params = Params::parse(uri.query())?;
+        let params = Params::parse(replay.uri.query())?;
         let format = format_of(&params)?;
-        let body = body_of(body)?;
-        let content = utf8_content(body.clone())?;
+        let content = utf8_content(replay.body.clone())?;
         // Checked here too, so a follower refuses bad content itself.
         check_content(format, &content)?;
-        let author = author_of(params.text("author"), &headers);
-        Ok::<_, ApiError>((id, format, content, author, body))
+        let author = author_of(params.text("author"), &replay.headers);
+        Ok::<_, ApiError>((id, format, content, author))
     })();
-    let (id, format, content, author, body) = match prepared {
+    let (id, format, content, author) = match prepared {
         Ok(prepared) => prepared,
         Err(err) => return err.into_response(),
     };
-    let replay = replay(method, &uri, headers, body, &author);
     on_leader(&state, replay, || async {
         let publication = Publication {
             content,
@@ -150,16 +145,12 @@ fn raw_answer(item: ConfigItem, headers: &HeaderMap) -> Response {
 pub(super) async fn delete(
     State(state): State<AppState>,
     Path((namespace, group, data_id)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
     let id = match ItemId::new(namespace, group, data_id) {
         Ok(id) => id,
         Err(err) => return err.into_response(),
     };
-    let author = author_of(None, &headers);
-    let replay = replay(method, &uri, headers, Bytes::new(), &author);
     on_leader(&state, replay, || async {
         respond(remove(&state, &id).await.map(|revision| DeleteResponse {
             revision,

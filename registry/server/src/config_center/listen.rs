@@ -9,7 +9,6 @@ use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use muster_catalog::keys;
@@ -22,7 +21,8 @@ use super::{ItemId, read_item};
 use crate::dispatch::{Subscription, batch_revision};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::kv::{body_of, json_of};
+use crate::http::forward::Replay;
+use crate::http::kv::json_of;
 use crate::store::WatchStartError;
 use crate::typed;
 
@@ -66,13 +66,9 @@ fn check(request: &ListenRequest) -> ApiResult<(Vec<ItemId>, Duration)> {
 /// The headers go out as soon as the request is accepted and the JSON
 /// answer follows when there is one, so clients (and proxies) with a
 /// request deadline shorter than the poll only need the first byte soon.
-pub(super) async fn listen(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+pub(super) async fn listen(State(state): State<AppState>, body: Replay) -> Response {
     let accepted = async {
-        let body = body_of(body)?;
-        let request: ListenRequest = json_of(&body)?;
+        let request: ListenRequest = json_of(&body.body)?;
         let (ids, timeout) = check(&request)?;
         // Subscribe before reading, so a publish between the read and the
         // wait is still heard.

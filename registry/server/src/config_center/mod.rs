@@ -14,8 +14,7 @@ mod publish;
 mod watch;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::HeaderMap;
 use axum::routing::{get, post, put};
 use muster_catalog::keys;
 use muster_catalog::names::check_name;
@@ -25,7 +24,6 @@ use muster_types::error::ErrorCode;
 
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::forward::Replay;
 use crate::http::params::percent_decode;
 use crate::typed;
 
@@ -175,45 +173,6 @@ fn author_of(query_author: Option<&str>, headers: &HeaderMap) -> String {
         .unwrap_or_else(|| "anonymous".to_owned())
 }
 
-/// A request to replay on the leader. The author travels in the query,
-/// because forwarding keeps no headers but the content type.
-fn replay(method: Method, uri: &Uri, headers: HeaderMap, body: Bytes, author: &str) -> Replay {
-    let path = uri.path();
-    let kept: Vec<&str> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("author="))
-        .collect();
-    let mut query = kept.join("&");
-    if !query.is_empty() {
-        query.push('&');
-    }
-    query.push_str("author=");
-    query.push_str(&encode_query_value(author));
-    let uri = format!("{path}?{query}")
-        .parse()
-        .unwrap_or_else(|_| uri.clone());
-    Replay {
-        method,
-        uri,
-        headers,
-        body,
-    }
-}
-
-fn encode_query_value(text: &str) -> String {
-    use std::fmt::Write as _;
-    text.bytes().fold(String::new(), |mut out, byte| {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-        out
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,19 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn the_author_survives_a_replay() {
-        let uri: Uri = "/v1/config/d/g/a?format=yaml&author=old".parse().unwrap();
-        let replayed = replay(
-            Method::PUT,
-            &uri,
-            HeaderMap::new(),
-            Bytes::new(),
-            "jane doe",
-        );
-        assert_eq!(
-            replayed.uri.to_string(),
-            "/v1/config/d/g/a?format=yaml&author=jane%20doe"
-        );
+    fn the_author_comes_from_the_query_then_the_header() {
         let mut headers = HeaderMap::new();
         headers.insert("x-muster-user", "ops".parse().unwrap());
         assert_eq!(author_of(None, &headers), "ops");

@@ -2,16 +2,15 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use muster_types::cluster::{AddMemberRequest, LeaderTransferRequest, MembershipChange, Status};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::forward::Replay;
-use super::kv::{body_of, json_of};
+use super::kv::json_of;
 use super::params::{Params, percent_decode};
 use crate::raft::MembershipError;
 
@@ -55,25 +54,9 @@ fn member_name(name: &str) -> ApiResult<String> {
         .ok_or_else(|| ApiError::invalid("name", "member name must be UTF-8"))
 }
 
-pub async fn add_member(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let request: ApiResult<(AddMemberRequest, Bytes)> =
-        body_of(body).and_then(|body| Ok((json_of(&body)?, body)));
-    match request {
-        Ok((request, body)) => {
-            let replay = Replay {
-                method,
-                uri,
-                headers,
-                body,
-            };
-            on_leader(&state, replay, state.node.add_member(request), true).await
-        }
+pub async fn add_member(State(state): State<AppState>, replay: Replay) -> Response {
+    match json_of::<AddMemberRequest>(&replay.body) {
+        Ok(request) => on_leader(&state, replay, state.node.add_member(request), true).await,
         Err(err) => err.into_response(),
     }
 }
@@ -81,30 +64,14 @@ pub async fn add_member(
 pub async fn promote_member(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    replay: Replay,
 ) -> Response {
-    let parsed: ApiResult<(String, MembershipChange, Bytes)> = (|| {
-        let body = body_of(body)?;
-        Ok((member_name(&name)?, optional_json(&body)?, body))
-    })();
+    let parsed = member_name(&name)
+        .and_then(|name| Ok((name, optional_json::<MembershipChange>(&replay.body)?)));
     match parsed {
-        Ok((name, change, body)) => {
-            let replay = Replay {
-                method,
-                uri,
-                headers,
-                body,
-            };
-            on_leader(
-                &state,
-                replay,
-                state.node.promote_member(&name, change.expect_membership),
-                false,
-            )
-            .await
+        Ok((name, change)) => {
+            let change = state.node.promote_member(&name, change.expect_membership);
+            on_leader(&state, replay, change, false).await
         }
         Err(err) => err.into_response(),
     }
@@ -113,13 +80,11 @@ pub async fn promote_member(
 pub async fn remove_member(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
-    let parsed: ApiResult<(String, Option<u64>, Option<u64>)> = (|| {
-        let params = Params::parse(uri.query())?;
-        Ok((
+    let parsed = (|| {
+        let params = Params::parse(replay.uri.query())?;
+        Ok::<_, ApiError>((
             member_name(&name)?,
             params.number("id")?,
             params.number("expect_membership")?,
@@ -127,48 +92,18 @@ pub async fn remove_member(
     })();
     match parsed {
         Ok((name, id, expect)) => {
-            let replay = Replay {
-                method,
-                uri,
-                headers,
-                body: Bytes::new(),
-            };
-            on_leader(
-                &state,
-                replay,
-                state.node.remove_member(&name, id, expect),
-                false,
-            )
-            .await
+            let change = state.node.remove_member(&name, id, expect);
+            on_leader(&state, replay, change, false).await
         }
         Err(err) => err.into_response(),
     }
 }
 
-pub async fn transfer_leader(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let request: ApiResult<(LeaderTransferRequest, Bytes)> =
-        body_of(body).and_then(|body| Ok((json_of(&body)?, body)));
-    match request {
-        Ok((request, body)) => {
-            let replay = Replay {
-                method,
-                uri,
-                headers,
-                body,
-            };
-            on_leader(
-                &state,
-                replay,
-                state.node.transfer_leader(&request.to),
-                false,
-            )
-            .await
+pub async fn transfer_leader(State(state): State<AppState>, replay: Replay) -> Response {
+    match json_of::<LeaderTransferRequest>(&replay.body) {
+        Ok(request) => {
+            let change = state.node.transfer_leader(&request.to);
+            on_leader(&state, replay, change, false).await
         }
         Err(err) => err.into_response(),
     }

@@ -4,11 +4,14 @@
 //! again (no loops while leadership moves); it gets `421` with the leader.
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use muster_types::error::ErrorCode;
+use muster_types::error::{ErrorBody, ErrorCode};
+use muster_types::limits;
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiResult};
 use crate::raft::LeaderInfo;
 
 const FORWARDED: &str = "x-muster-forwarded";
@@ -33,12 +36,51 @@ pub struct Forwarder {
     http: reqwest::Client,
 }
 
-/// The parts of a request needed to replay it.
+/// A request as a handler receives it, kept whole so it can be replayed on
+/// the leader. As an extractor it reads the body (within the body limit,
+/// refused with a JSON error past it), so it comes last among extractors.
 pub struct Replay {
     pub method: Method,
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Replay {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        let headers = request.headers().clone();
+        let body = body_of(Bytes::from_request(request, state).await)?;
+        Ok(Replay {
+            method,
+            uri,
+            headers,
+            body,
+        })
+    }
+}
+
+/// The body, or the JSON error that says why it could not be read.
+fn body_of(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(
+                ErrorBody::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "request body is larger than {} bytes",
+                        limits::MAX_REQUEST_BYTES
+                    ),
+                )
+                .with_field("body"),
+            )
+        } else {
+            ApiError::invalid("body", rejection.body_text())
+        }
+    })
 }
 
 impl Forwarder {

@@ -1,10 +1,8 @@
 //! `/v1/kv`, `/v1/txn`, `/v1/compact`.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, Method, Uri, header};
+use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
 use muster_store::{Command, CommandResult};
 use muster_types::error::ErrorCode;
@@ -27,25 +25,6 @@ fn key_of(uri: &Uri) -> ApiResult<String> {
     let raw = uri.path().strip_prefix(KV_PREFIX).unwrap_or("");
     percent_decode(raw, false)
         .ok_or_else(|| ApiError::invalid("key", "key must be valid UTF-8 after percent-decoding"))
-}
-
-pub fn body_of(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
-    body.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError(
-                muster_types::error::ErrorBody::new(
-                    ErrorCode::TooLarge,
-                    format!(
-                        "request body is larger than {} bytes",
-                        limits::MAX_REQUEST_BYTES
-                    ),
-                )
-                .with_field("body"),
-            )
-        } else {
-            ApiError::invalid("body", rejection.body_text())
-        }
-    })
 }
 
 /// The KV API does not write the catalog's and config center's keys.
@@ -180,50 +159,43 @@ async fn read(state: AppState, key: String, uri: Uri) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn put(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result: ApiResult<Result<CommandResult, Response>> = async {
-        let key = key_of(&uri)?;
+pub async fn put(State(state): State<AppState>, replay: Replay) -> Response {
+    let command = (|| {
+        let key = key_of(&replay.uri)?;
         limits::check_key(&key).map_err(|message| ApiError::invalid("key", message))?;
         check_writable(&key, false, "key")?;
-        let body = body_of(body)?;
-        limits::check_value(&body).map_err(|message| {
+        limits::check_value(&replay.body).map_err(|message| {
             ApiError(
                 muster_types::error::ErrorBody::new(ErrorCode::TooLarge, message)
                     .with_field("value"),
             )
         })?;
-        let params = Params::parse(uri.query())?;
-        let command = Command::Put(PutRequest {
+        let params = Params::parse(replay.uri.query())?;
+        Ok(Command::Put(PutRequest {
             key,
-            value: body.to_vec().into(),
+            value: replay.body.to_vec().into(),
             lease: params.number("lease")?,
             prev_revision: params.number("prev_revision")?,
             prev_kv: params.flag("prev_kv")?,
-        });
-        let replay = Replay {
-            method,
-            uri,
-            headers,
-            body,
-        };
-        Ok(propose_or_forward(&state, command, replay).await)
-    }
-    .await;
-    respond(result)
+        }))
+    })();
+    submit(&state, command, replay).await
 }
 
-/// Turns a command's outcome into the answer.
-pub fn respond(result: ApiResult<Result<CommandResult, Response>>) -> Response {
-    match result {
+/// Proposes the command made of a request (or answers why it could not be
+/// made), and answers with its outcome.
+pub async fn submit(state: &AppState, command: ApiResult<Command>, replay: Replay) -> Response {
+    match command {
+        Ok(command) => respond(propose_or_forward(state, command, replay).await),
         Err(err) => err.into_response(),
-        Ok(Err(forwarded)) => forwarded,
-        Ok(Ok(outcome)) => match outcome {
+    }
+}
+
+/// Turns a command's outcome (or the leader's answer) into the answer.
+fn respond(result: Result<CommandResult, Response>) -> Response {
+    match result {
+        Err(forwarded) => forwarded,
+        Ok(outcome) => match outcome {
             CommandResult::Put(response) => Json(response).into_response(),
             CommandResult::Delete(response) => Json(response).into_response(),
             CommandResult::Txn(response) => Json(response).into_response(),
@@ -238,68 +210,33 @@ pub fn respond(result: ApiResult<Result<CommandResult, Response>>) -> Response {
     }
 }
 
-pub async fn delete_root(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    remove(state, String::new(), method, uri, headers).await
+pub async fn delete_root(State(state): State<AppState>, replay: Replay) -> Response {
+    let command = delete_command(String::new(), &replay.uri);
+    submit(&state, command, replay).await
 }
 
-pub async fn delete(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    match key_of(&uri) {
-        Ok(key) => remove(state, key, method, uri, headers).await,
-        Err(err) => err.into_response(),
+pub async fn delete(State(state): State<AppState>, replay: Replay) -> Response {
+    let command = key_of(&replay.uri).and_then(|key| delete_command(key, &replay.uri));
+    submit(&state, command, replay).await
+}
+
+fn delete_command(key: String, uri: &Uri) -> ApiResult<Command> {
+    let params = Params::parse(uri.query())?;
+    let prefix = params.flag("prefix")?;
+    if !prefix {
+        limits::check_key(&key).map_err(|message| ApiError::invalid("key", message))?;
     }
+    check_writable(&key, prefix, "key")?;
+    Ok(Command::Delete(DeleteRequest {
+        key,
+        prefix,
+        prev_kv: params.flag("prev_kv")?,
+    }))
 }
 
-async fn remove(
-    state: AppState,
-    key: String,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let result: ApiResult<Result<CommandResult, Response>> = async {
-        let params = Params::parse(uri.query())?;
-        let prefix = params.flag("prefix")?;
-        if !prefix {
-            limits::check_key(&key).map_err(|message| ApiError::invalid("key", message))?;
-        }
-        check_writable(&key, prefix, "key")?;
-        let command = Command::Delete(DeleteRequest {
-            key,
-            prefix,
-            prev_kv: params.flag("prev_kv")?,
-        });
-        let replay = Replay {
-            method,
-            uri,
-            headers,
-            body: Bytes::new(),
-        };
-        Ok(propose_or_forward(&state, command, replay).await)
-    }
-    .await;
-    respond(result)
-}
-
-pub async fn txn(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result: ApiResult<Result<CommandResult, Response>> = async {
-        let body = body_of(body)?;
-        let request: TxnRequest = json_of(&body)?;
+pub async fn txn(State(state): State<AppState>, replay: Replay) -> Response {
+    let command = (|| {
+        let request: TxnRequest = json_of(&replay.body)?;
         check_txn_writable(&request)?;
         if request.op_count() > MAX_TXN_OPS {
             return Err(ApiError::invalid(
@@ -310,38 +247,14 @@ pub async fn txn(
                 ),
             ));
         }
-        let replay = Replay { method, uri, headers, body };
-        Ok(propose_or_forward(&state, Command::Txn(request), replay).await)
-    }
-    .await;
-    respond(result)
+        Ok(Command::Txn(request))
+    })();
+    submit(&state, command, replay).await
 }
 
-pub async fn compact(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result: ApiResult<Result<CommandResult, Response>> = async {
-        let body = body_of(body)?;
-        let request: CompactRequest = json_of(&body)?;
-        let replay = Replay {
-            method,
-            uri,
-            headers,
-            body,
-        };
-        Ok(propose_or_forward(
-            &state,
-            Command::Compact {
-                revision: request.revision,
-            },
-            replay,
-        )
-        .await)
-    }
-    .await;
-    respond(result)
+pub async fn compact(State(state): State<AppState>, replay: Replay) -> Response {
+    let command = json_of::<CompactRequest>(&replay.body).map(|request| Command::Compact {
+        revision: request.revision,
+    });
+    submit(&state, command, replay).await
 }

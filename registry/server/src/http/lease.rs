@@ -1,12 +1,10 @@
 //! `/v1/leases`: grant, keep alive, show, list, revoke.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use muster_store::{Command, CommandResult};
+use muster_store::Command;
 use muster_types::LeaseId;
 use muster_types::error::ErrorCode;
 use muster_types::lease::{LeaseGrantRequest, LeaseInfo, LeaseKeepAliveResponse, LeaseList};
@@ -15,8 +13,9 @@ use muster_types::limits::{MAX_LEASE_TTL_SECS, MIN_LEASE_TTL_SECS};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::forward::Replay;
-use super::kv::{body_of, consistent, json_of, propose_or_forward, respond};
+use super::kv::{consistent, json_of, submit};
 use super::params::Params;
+use crate::typed::on_leader;
 
 fn lease_id(text: &str) -> ApiResult<LeaseId> {
     text.parse().map_err(|_| {
@@ -37,16 +36,9 @@ fn not_found(id: LeaseId) -> ApiError {
     )
 }
 
-pub async fn grant(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result: ApiResult<Result<CommandResult, Response>> = async {
-        let body = body_of(body)?;
-        let request: LeaseGrantRequest = json_of(&body)?;
+pub async fn grant(State(state): State<AppState>, replay: Replay) -> Response {
+    let command = (|| {
+        let request: LeaseGrantRequest = json_of(&replay.body)?;
         if !(MIN_LEASE_TTL_SECS..=MAX_LEASE_TTL_SECS).contains(&request.ttl) {
             return Err(ApiError::invalid(
                 "ttl",
@@ -65,71 +57,40 @@ pub async fn grant(
         let id = request
             .id
             .unwrap_or_else(|| (rand::random::<u64>() >> 1).max(1));
-        let command = Command::LeaseGrant {
+        Ok(Command::LeaseGrant {
             id,
             ttl: request.ttl,
-        };
-        let replay = Replay {
-            method,
-            uri,
-            headers,
-            body,
-        };
-        Ok(propose_or_forward(&state, command, replay).await)
-    }
-    .await;
-    respond(result)
+        })
+    })();
+    submit(&state, command, replay).await
 }
 
 pub async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
-    let result: ApiResult<Result<CommandResult, Response>> = async {
-        let id = lease_id(&id)?;
-        let replay = Replay {
-            method,
-            uri,
-            headers,
-            body: Bytes::new(),
-        };
-        Ok(propose_or_forward(&state, Command::LeaseRevoke { id }, replay).await)
-    }
-    .await;
-    respond(result)
+    let command = lease_id(&id).map(|id| Command::LeaseRevoke { id });
+    submit(&state, command, replay).await
 }
 
 /// Keep-alives are handled by the leader, which alone decides expiry.
 pub async fn keep_alive(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
     let id = match lease_id(&id) {
         Ok(id) => id,
         Err(err) => return err.into_response(),
     };
-    if !state.node.is_leader() {
-        let replay = Replay {
-            method,
-            uri,
-            headers,
-            body: Bytes::new(),
-        };
-        return state
-            .forwarder
-            .forward(state.node.leader().as_ref(), replay)
-            .await;
-    }
-    match state.store.leases.keep_alive(id) {
-        Some(ttl) => Json(LeaseKeepAliveResponse { id, ttl }).into_response(),
-        None => not_found(id).into_response(),
-    }
+    on_leader(&state, replay, || async {
+        match state.store.leases.keep_alive(id) {
+            Some(ttl) => Json(LeaseKeepAliveResponse { id, ttl }).into_response(),
+            None => not_found(id).into_response(),
+        }
+    })
+    .await
 }
 
 fn info(state: &AppState, id: LeaseId) -> Option<LeaseInfo> {
@@ -142,36 +103,33 @@ fn info(state: &AppState, id: LeaseId) -> Option<LeaseInfo> {
     })
 }
 
-/// On a follower the remaining TTL is only a guess, so it asks the leader.
+/// On a follower the remaining TTL is only a guess, so it asks the leader
+/// (unless a serializable read was asked for).
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
-    let result: ApiResult<Response> = async {
-        let id = lease_id(&id)?;
-        let params = Params::parse(uri.query())?;
-        if !state.node.is_leader() && params.text("consistency") != Some("serializable") {
-            let replay = Replay {
-                method,
-                uri,
-                headers,
-                body: Bytes::new(),
-            };
-            return Ok(state
-                .forwarder
-                .forward(state.node.leader().as_ref(), replay)
-                .await);
+    let parsed = lease_id(&id).and_then(|id| Ok((id, Params::parse(replay.uri.query())?)));
+    let (id, params) = match parsed {
+        Ok(parsed) => parsed,
+        Err(err) => return err.into_response(),
+    };
+    let read = || async {
+        let result: ApiResult<Response> = async {
+            consistent(&state, &params).await?;
+            info(&state, id)
+                .map(|info| Json(info).into_response())
+                .ok_or_else(|| not_found(id))
         }
-        consistent(&state, &params).await?;
-        info(&state, id)
-            .map(|info| Json(info).into_response())
-            .ok_or_else(|| not_found(id))
+        .await;
+        result.unwrap_or_else(IntoResponse::into_response)
+    };
+    if params.text("consistency") == Some("serializable") {
+        read().await
+    } else {
+        on_leader(&state, replay, read).await
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn list(State(state): State<AppState>, uri: Uri) -> Response {
