@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use muster_types::Revision;
 use muster_types::catalog::{
@@ -21,9 +20,9 @@ use muster_types::lease::LeaseKeepAliveResponse;
 use muster_types::watch::WatchErrorCode;
 use reqwest::Method;
 
-use crate::ndjson::LineDecoder;
-use crate::watch::{Failure, Resume, backoff, classify_open_error};
-use crate::{Call, Client, ClientError, Inner, Reply, Result, encode_segment};
+use crate::reconnect::{self, Failure, Feed};
+use crate::watch::Resume;
+use crate::{Call, Client, ClientError, Inner, Result, encode_segment};
 
 /// Filters of a discovery query, and its blocking-query position.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -256,21 +255,13 @@ impl Client {
     /// to resume was compacted, a fresh `Snapshot` comes instead: replace
     /// the state with it. Nothing is sent until the stream is first polled.
     pub fn subscribe(&self, ns: &str, service: &str, options: SubscribeOptions) -> ServiceWatch {
-        let state = Subscription {
-            client: self.clone(),
+        let feed = ServiceFeed {
             path: format!("{}/watch", service_path(ns, service)),
             resume: Resume::new(options.from_revision),
-            conn: None,
-            ready: VecDeque::new(),
-            failures: 0,
-            done: false,
         };
-        let inner = futures::stream::unfold(state, |mut state| async move {
-            let item = state.next().await?;
-            Some((item, state))
-        })
-        .boxed();
-        ServiceWatch { inner }
+        ServiceWatch {
+            inner: reconnect::stream(self.clone(), feed),
+        }
     }
 }
 
@@ -288,172 +279,68 @@ impl Stream for ServiceWatch {
     }
 }
 
-struct Conn {
-    endpoint: String,
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
-    lines: LineDecoder,
-}
-
-struct Subscription {
-    client: Client,
+/// The subscription's side of the reconnecting stream.
+struct ServiceFeed {
     path: String,
     resume: Resume,
-    conn: Option<Conn>,
-    ready: VecDeque<Result<ServiceEvent>>,
-    /// Consecutive failures since the last message.
-    failures: u32,
-    done: bool,
 }
 
-impl Subscription {
-    async fn next(&mut self) -> Option<Result<ServiceEvent>> {
-        loop {
-            if let Some(item) = self.ready.pop_front() {
-                return Some(item);
-            }
-            if self.done {
-                return None;
-            }
-            let failure = match self.conn.as_mut() {
-                None => match self.connect().await {
-                    Ok(conn) => {
-                        self.conn = Some(conn);
-                        continue;
-                    }
-                    Err(failure) => failure,
-                },
-                Some(conn) => {
-                    let idle = self.client.inner.watch_idle_timeout;
-                    match tokio::time::timeout(idle, conn.body.next()).await {
-                        Err(_) => Failure::Retry {
-                            error: ClientError::timeout(
-                                &conn.endpoint,
-                                "waiting for service events",
-                            ),
-                            avoid: true,
-                        },
-                        Ok(None) => Failure::Retry {
-                            error: ClientError::Transport {
-                                endpoint: conn.endpoint.clone(),
-                                kind: crate::TransportKind::Other,
-                                message: "the subscription stream ended".into(),
-                            },
-                            avoid: false,
-                        },
-                        Ok(Some(Err(err))) => Failure::Retry {
-                            error: ClientError::transport(&conn.endpoint, &err),
-                            avoid: false,
-                        },
-                        Ok(Some(Ok(chunk))) => match self.take_chunk(&chunk) {
-                            Ok(()) => continue,
-                            Err(failure) => failure,
-                        },
-                    }
-                }
-            };
-            self.fail(failure).await;
+impl Feed for ServiceFeed {
+    type Message = ServiceEvent;
+    type Item = ServiceEvent;
+    const NAME: &'static str = "subscription";
+
+    fn open(&self) -> Call {
+        let call = Call::new(Method::GET, self.path.clone());
+        match self.resume.resume_from() {
+            Some(from) => call.query("from_revision", from),
+            None => call,
         }
     }
 
-    async fn connect(&mut self) -> Result<Conn, Failure> {
-        let mut call = Call::new(Method::GET, self.path.clone());
-        if let Some(from) = self.resume.resume_from() {
-            call = call.query("from_revision", from);
-        }
-        let answer = self
-            .client
-            .execute(&call, true)
-            .await
-            .map_err(classify_open_error)?;
-        let Reply::Stream(response) = answer.reply else {
-            unreachable!("stream call");
-        };
+    fn opened(&mut self, _started_at: Option<Revision>) {
         // Without a position the server sends a snapshot, which sets it; the
         // stream's start revision must not, or a connection lost before the
         // snapshot arrived would resume without one.
         self.resume.connected(None);
-        Ok(Conn {
-            endpoint: answer.endpoint,
-            body: response.bytes_stream().boxed(),
-            lines: LineDecoder::new(),
-        })
     }
 
-    /// Decodes a chunk's complete lines into ready events.
-    fn take_chunk(&mut self, chunk: &[u8]) -> Result<(), Failure> {
-        let conn = self.conn.as_mut().expect("reading a connection");
-        let endpoint = conn.endpoint.clone();
-        let decode = |message: String| {
-            Failure::Fatal(ClientError::Decode {
-                endpoint: endpoint.clone(),
-                message,
-            })
-        };
-        let lines = conn.lines.push(chunk).map_err(|e| decode(e.to_string()))?;
-        for line in lines {
-            let event: ServiceEvent = serde_json::from_slice(&line).map_err(|err| {
-                decode(format!(
-                    "bad service event {:?}: {err}",
-                    crate::error::truncate(&String::from_utf8_lossy(&line), 120)
-                ))
-            })?;
-            self.failures = 0;
-            match event {
-                ServiceEvent::Snapshot { revision, .. } => {
-                    self.resume.progress(revision);
-                    self.ready.push_back(Ok(event));
+    fn message(
+        &mut self,
+        event: ServiceEvent,
+        ready: &mut VecDeque<Result<ServiceEvent>>,
+    ) -> std::result::Result<(), Failure> {
+        match event {
+            ServiceEvent::Snapshot { revision, .. } => {
+                self.resume.progress(revision);
+                ready.push_back(Ok(event));
+            }
+            ServiceEvent::Upsert { ref instance } => {
+                if self.resume.accept(instance.revision) {
+                    ready.push_back(Ok(event));
                 }
-                ServiceEvent::Upsert { ref instance } => {
-                    if self.resume.accept(instance.revision) {
-                        self.ready.push_back(Ok(event));
-                    }
+            }
+            ServiceEvent::Remove { revision, .. } => {
+                if self.resume.accept(revision) {
+                    ready.push_back(Ok(event));
                 }
-                ServiceEvent::Remove { revision, .. } => {
-                    if self.resume.accept(revision) {
-                        self.ready.push_back(Ok(event));
-                    }
+            }
+            ServiceEvent::Progress { revision } => self.resume.progress(revision),
+            ServiceEvent::Error { code, message } => {
+                let mut body = ErrorBody::new(ErrorCode::Unavailable, message);
+                body.field = Some("subscription".into());
+                let error = ClientError::Api { status: 503, body };
+                if code == WatchErrorCode::Compacted {
+                    // The history is gone: start over from a snapshot.
+                    self.resume = Resume::new(None);
                 }
-                ServiceEvent::Progress { revision } => self.resume.progress(revision),
-                ServiceEvent::Error { code, message } => {
-                    let mut body = ErrorBody::new(ErrorCode::Unavailable, message);
-                    body.field = Some("subscription".into());
-                    let error = ClientError::Api { status: 503, body };
-                    if code == WatchErrorCode::Compacted {
-                        // The history is gone: start over from a snapshot.
-                        self.resume = Resume::new(None);
-                    }
-                    return Err(Failure::Retry {
-                        error,
-                        avoid: code == WatchErrorCode::Unavailable,
-                    });
-                }
+                return Err(Failure::Retry {
+                    error,
+                    avoid: code == WatchErrorCode::Unavailable,
+                });
             }
         }
         Ok(())
-    }
-
-    async fn fail(&mut self, failure: Failure) {
-        if let Some(conn) = self.conn.take()
-            && let Failure::Retry { avoid: true, .. } = failure
-        {
-            self.client.avoid(&conn.endpoint);
-        }
-        match failure {
-            Failure::Fatal(error) => {
-                self.ready.push_back(Err(error));
-                self.done = true;
-            }
-            Failure::Retry { error, .. } => {
-                self.failures += 1;
-                if self.failures > self.client.inner.watch_retries {
-                    self.ready.push_back(Err(error));
-                    self.done = true;
-                    return;
-                }
-                tracing::debug!(error = %error, attempt = self.failures, "subscription reconnecting");
-                tokio::time::sleep(backoff(self.failures)).await;
-            }
-        }
     }
 }
 
@@ -474,11 +361,5 @@ mod tests {
             service_path("a b", "web"),
             format!("/v1/services/{}/web", encode_segment("a b"))
         );
-    }
-
-    #[test]
-    fn subscription_backoff_is_bounded() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(40), Duration::from_secs(2));
     }
 }

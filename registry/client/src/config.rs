@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::BoxStream;
+use muster_types::Revision;
 use muster_types::config::{
     ConfigEvent, ConfigFormat, ConfigHistory, ConfigItem, ConfigVersion, GrayRequest, ListenItem,
     ListenRequest, ListenResponse, RollbackRequest,
@@ -13,10 +13,9 @@ use muster_types::config::{
 use muster_types::error::ErrorCode;
 use muster_types::kv::DeleteResponse;
 use muster_types::watch::WatchErrorCode;
-use muster_types::{Revision, headers};
 use reqwest::Method;
 
-use crate::ndjson::LineDecoder;
+use crate::reconnect::{self, Failure, Feed};
 use crate::{Call, Client, ClientError, Reply, Result, encode_segment};
 
 /// Names one config item.
@@ -244,21 +243,12 @@ impl Client {
         data_id: Option<&str>,
         from_revision: Option<Revision>,
     ) -> BoxStream<'static, Result<ConfigEvent>> {
-        let state = WatchState {
-            client: self.clone(),
+        let feed = ConfigFeed {
             path: format!("{}watch", group_path(namespace, group)),
             data_id: data_id.map(str::to_owned),
             last: from_revision,
-            conn: None,
-            ready: VecDeque::new(),
-            failures: 0,
-            done: false,
         };
-        futures::stream::unfold(state, |mut state| async move {
-            let item = state.next().await?;
-            Some((item, state))
-        })
-        .boxed()
+        reconnect::stream(self.clone(), feed)
     }
 }
 
@@ -278,73 +268,21 @@ fn not_found_is_none<T>(result: Result<T>) -> Result<Option<T>> {
     }
 }
 
-struct WatchConn {
-    endpoint: String,
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
-    lines: LineDecoder,
-}
-
-struct WatchState {
-    client: Client,
+/// The config watch's side of the reconnecting stream. Each revision
+/// changes at most one item, so the last revision seen is where to resume.
+struct ConfigFeed {
     path: String,
     data_id: Option<String>,
     /// Every change up to here was delivered.
     last: Option<Revision>,
-    conn: Option<WatchConn>,
-    ready: VecDeque<Result<ConfigEvent>>,
-    failures: u32,
-    done: bool,
 }
 
-impl WatchState {
-    async fn next(&mut self) -> Option<Result<ConfigEvent>> {
-        loop {
-            if let Some(item) = self.ready.pop_front() {
-                return Some(item);
-            }
-            if self.done {
-                return None;
-            }
-            let error = match self.conn.as_mut() {
-                None => match self.connect().await {
-                    Ok(()) => continue,
-                    Err(error) => error,
-                },
-                Some(conn) => {
-                    let idle = self.client.inner.watch_idle_timeout;
-                    match tokio::time::timeout(idle, conn.body.next()).await {
-                        Err(_) => ClientError::timeout(&conn.endpoint, "waiting for config events"),
-                        Ok(None) => ClientError::Transport {
-                            endpoint: conn.endpoint.clone(),
-                            kind: crate::TransportKind::Other,
-                            message: "the config watch stream ended".into(),
-                        },
-                        Ok(Some(Err(err))) => ClientError::transport(&conn.endpoint, &err),
-                        Ok(Some(Ok(chunk))) => match self.take_chunk(&chunk) {
-                            Ok(()) => continue,
-                            Err(error) => error,
-                        },
-                    }
-                }
-            };
-            self.conn = None;
-            if self.done {
-                continue;
-            }
-            self.failures += 1;
-            if self.failures > self.client.inner.watch_retries {
-                self.ready.push_back(Err(error));
-                self.done = true;
-                continue;
-            }
-            tracing::debug!(%error, attempt = self.failures, "config watch reconnecting");
-            let pause =
-                Duration::from_millis(100 << self.failures.min(5)).min(Duration::from_secs(2));
-            tokio::time::sleep(pause).await;
-        }
-    }
+impl Feed for ConfigFeed {
+    type Message = ConfigEvent;
+    type Item = ConfigEvent;
+    const NAME: &'static str = "config watch";
 
-    async fn connect(&mut self) -> Result<(), ClientError> {
+    fn open(&self) -> Call {
         let mut call = Call::new(Method::GET, self.path.clone());
         if let Some(data_id) = &self.data_id {
             call = call.query("data_id", data_id);
@@ -352,94 +290,63 @@ impl WatchState {
         if let Some(last) = self.last {
             call = call.query("from_revision", last);
         }
-        let answer = match self.client.execute(&call, true).await {
-            Ok(answer) => answer,
-            Err(err @ ClientError::Transport { .. }) => return Err(err),
-            Err(
-                err @ ClientError::Api {
-                    status: 421 | 429 | 503,
-                    ..
-                },
-            ) => return Err(err),
-            Err(err) => {
-                self.ready.push_back(Err(err));
-                self.done = true;
-                return Ok(());
-            }
-        };
-        let Reply::Stream(response) = answer.reply else {
-            unreachable!("stream call");
-        };
-        if self.last.is_none() {
-            self.last = response
-                .headers()
-                .get(headers::REVISION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-        }
-        self.conn = Some(WatchConn {
-            endpoint: answer.endpoint,
-            body: response.bytes_stream().boxed(),
-            lines: LineDecoder::new(),
-        });
-        Ok(())
+        call
     }
 
-    fn take_chunk(&mut self, chunk: &[u8]) -> Result<(), ClientError> {
-        let conn = self.conn.as_mut().expect("reading a connection");
-        let endpoint = conn.endpoint.clone();
-        let decode = |message: String| ClientError::Decode {
-            endpoint: endpoint.clone(),
-            message,
-        };
-        let lines = conn.lines.push(chunk).map_err(|e| decode(e.to_string()))?;
-        for line in lines {
-            let event: ConfigEvent = serde_json::from_slice(&line)
-                .map_err(|err| decode(format!("bad config event: {err}")))?;
-            self.failures = 0;
-            match event {
-                ConfigEvent::Published { revision, .. } | ConfigEvent::Deleted { revision, .. } => {
-                    if self.last.is_some_and(|last| revision <= last) {
-                        continue;
-                    }
+    fn opened(&mut self, started_at: Option<Revision>) {
+        if self.last.is_none() {
+            self.last = started_at;
+        }
+    }
+
+    fn message(
+        &mut self,
+        event: ConfigEvent,
+        ready: &mut VecDeque<Result<ConfigEvent>>,
+    ) -> std::result::Result<(), Failure> {
+        match event {
+            ConfigEvent::Published { revision, .. } | ConfigEvent::Deleted { revision, .. } => {
+                if self.last.is_none_or(|last| revision > last) {
                     self.last = Some(revision);
-                    self.ready.push_back(Ok(event));
+                    ready.push_back(Ok(event));
                 }
-                ConfigEvent::Progress { revision } => {
-                    self.last = Some(self.last.unwrap_or(0).max(revision));
-                }
-                ConfigEvent::Error {
-                    code,
-                    message,
-                    compacted_revision,
-                    resume_revision,
-                } => {
-                    let mut body = muster_types::error::ErrorBody::new(
-                        if code == WatchErrorCode::Compacted {
-                            ErrorCode::Compacted
-                        } else {
-                            ErrorCode::Unavailable
-                        },
-                        message,
-                    );
-                    body.compacted_revision = compacted_revision;
-                    let error = ClientError::Api {
-                        status: body.error.http_status(),
-                        body,
-                    };
+                Ok(())
+            }
+            ConfigEvent::Progress { revision } => {
+                self.last = Some(self.last.unwrap_or(0).max(revision));
+                Ok(())
+            }
+            ConfigEvent::Error {
+                code,
+                message,
+                compacted_revision,
+                resume_revision,
+            } => {
+                let mut body = muster_types::error::ErrorBody::new(
                     if code == WatchErrorCode::Compacted {
-                        self.ready.push_back(Err(error));
-                        self.done = true;
-                        return Ok(());
-                    }
-                    if let Some(resume) = resume_revision {
-                        self.last = Some(self.last.map_or(resume, |last| last.min(resume)));
-                    }
-                    return Err(error);
+                        ErrorCode::Compacted
+                    } else {
+                        ErrorCode::Unavailable
+                    },
+                    message,
+                );
+                body.compacted_revision = compacted_revision;
+                let error = ClientError::Api {
+                    status: body.error.http_status(),
+                    body,
+                };
+                if code == WatchErrorCode::Compacted {
+                    return Err(Failure::Fatal(error));
                 }
+                if let Some(resume) = resume_revision {
+                    self.last = Some(self.last.map_or(resume, |last| last.min(resume)));
+                }
+                Err(Failure::Retry {
+                    error,
+                    avoid: false,
+                })
             }
         }
-        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 mod endpoint;
 mod error;
 mod ndjson;
+mod reconnect;
 mod tls;
 mod watch;
 

@@ -8,18 +8,15 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use muster_types::error::{ErrorBody, ErrorCode};
-use muster_types::headers;
 use muster_types::watch::{EventKind, WatchErrorCode, WatchEvent, WatchMessage};
 use muster_types::{Revision, limits};
 use reqwest::Method;
 
-use crate::ndjson::LineDecoder;
-use crate::{Call, Client, ClientError, Reply, Result};
+use crate::reconnect::{self, Failure, Feed};
+use crate::{Call, Client, ClientError, Result};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WatchOptions {
@@ -68,21 +65,13 @@ impl Client {
         if !options.prefix {
             limits::check_key(&options.key).map_err(ClientError::InvalidArgument)?;
         }
-        let state = State {
-            client: self.clone(),
+        let feed = KvFeed {
             resume: Resume::new(options.from_revision),
             options,
-            conn: None,
-            ready: VecDeque::new(),
-            failures: 0,
-            done: false,
         };
-        let inner = futures::stream::unfold(state, |mut state| async move {
-            let item = state.next().await?;
-            Some((item, state))
+        Ok(Watch {
+            inner: reconnect::stream(self.clone(), feed),
         })
-        .boxed();
-        Ok(Watch { inner })
     }
 }
 
@@ -167,82 +156,18 @@ impl Resume {
     }
 }
 
-struct Conn {
-    endpoint: String,
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
-    lines: LineDecoder,
-}
-
-struct State {
-    client: Client,
+/// The KV watch's side of the reconnecting stream.
+struct KvFeed {
     options: WatchOptions,
     resume: Resume,
-    conn: Option<Conn>,
-    ready: VecDeque<Result<Change>>,
-    /// Consecutive failures since the last message.
-    failures: u32,
-    done: bool,
 }
 
-/// What a failure means for a stream (a watch or a subscription).
-pub(crate) enum Failure {
-    /// Reconnect (after a pause); `avoid` the endpoint that failed.
-    Retry { error: ClientError, avoid: bool },
-    /// Hand the error to the consumer and end.
-    Fatal(ClientError),
-}
+impl Feed for KvFeed {
+    type Message = WatchMessage;
+    type Item = Change;
+    const NAME: &'static str = "watch";
 
-impl State {
-    async fn next(&mut self) -> Option<Result<Change>> {
-        loop {
-            if let Some(item) = self.ready.pop_front() {
-                return Some(item);
-            }
-            if self.done {
-                return None;
-            }
-            let failure = match self.conn.as_mut() {
-                None => match self.connect().await {
-                    Ok(conn) => {
-                        self.conn = Some(conn);
-                        continue;
-                    }
-                    Err(failure) => failure,
-                },
-                Some(conn) => {
-                    let idle = self.client.inner.watch_idle_timeout;
-                    match tokio::time::timeout(idle, conn.body.next()).await {
-                        Err(_) => Failure::Retry {
-                            error: ClientError::timeout(
-                                &conn.endpoint,
-                                "waiting for watch messages",
-                            ),
-                            avoid: true,
-                        },
-                        Ok(None) => Failure::Retry {
-                            error: ClientError::Transport {
-                                endpoint: conn.endpoint.clone(),
-                                kind: crate::TransportKind::Other,
-                                message: "the watch stream ended".into(),
-                            },
-                            avoid: false,
-                        },
-                        Ok(Some(Err(err))) => Failure::Retry {
-                            error: ClientError::transport(&conn.endpoint, &err),
-                            avoid: false,
-                        },
-                        Ok(Some(Ok(chunk))) => match self.take_chunk(&chunk) {
-                            Ok(()) => continue,
-                            Err(failure) => failure,
-                        },
-                    }
-                }
-            };
-            self.fail(failure).await;
-        }
-    }
-
-    async fn connect(&mut self) -> Result<Conn, Failure> {
+    fn open(&self) -> Call {
         let WatchOptions {
             key,
             prefix,
@@ -256,136 +181,56 @@ impl State {
         if let Some(from) = self.resume.resume_from() {
             call = call.query("from_revision", from);
         }
-        let answer = self
-            .client
-            .execute(&call, true)
-            .await
-            .map_err(classify_open_error)?;
-        let Reply::Stream(response) = answer.reply else {
-            unreachable!("stream call");
-        };
-        let started_at = response
-            .headers()
-            .get(headers::REVISION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        self.resume.connected(started_at);
-        tracing::debug!(endpoint = %answer.endpoint, from = ?self.resume.resume_from(), "watch open");
-        Ok(Conn {
-            endpoint: answer.endpoint,
-            body: response.bytes_stream().boxed(),
-            lines: LineDecoder::new(),
-        })
+        call
     }
 
-    /// Decodes a chunk's complete lines into ready changes.
-    fn take_chunk(&mut self, chunk: &[u8]) -> Result<(), Failure> {
-        let conn = self.conn.as_mut().expect("reading a connection");
-        let endpoint = conn.endpoint.clone();
-        let decode = |message: String| {
-            Failure::Fatal(ClientError::Decode {
-                endpoint: endpoint.clone(),
-                message,
-            })
-        };
-        let lines = conn.lines.push(chunk).map_err(|e| decode(e.to_string()))?;
-        for line in lines {
-            let message: WatchMessage = serde_json::from_slice(&line).map_err(|err| {
-                decode(format!(
-                    "bad watch message {:?}: {err}",
-                    crate::error::truncate(&String::from_utf8_lossy(&line), 120)
-                ))
-            })?;
-            self.failures = 0;
-            match message {
-                WatchMessage::Put(event) => self.deliver(EventKind::Put, event),
-                WatchMessage::Delete(event) => self.deliver(EventKind::Delete, event),
-                WatchMessage::Progress { revision } => self.resume.progress(revision),
-                WatchMessage::Error {
-                    code,
-                    message,
-                    compacted_revision,
-                    resume_revision,
-                } => {
-                    return Err(match code {
-                        WatchErrorCode::Compacted => {
-                            let mut body = ErrorBody::new(ErrorCode::Compacted, message);
-                            body.compacted_revision = compacted_revision;
-                            Failure::Fatal(ClientError::Api { status: 410, body })
-                        }
-                        WatchErrorCode::SlowWatcher | WatchErrorCode::Unavailable => {
-                            if let Some(revision) = resume_revision {
-                                self.resume.resume_at(revision);
-                            }
-                            let mut body = ErrorBody::new(ErrorCode::Unavailable, message);
-                            body.field = Some("watch".into());
-                            Failure::Retry {
-                                error: ClientError::Api { status: 503, body },
-                                avoid: code == WatchErrorCode::Unavailable,
-                            }
-                        }
-                    });
-                }
+    fn opened(&mut self, started_at: Option<Revision>) {
+        self.resume.connected(started_at);
+    }
+
+    fn message(
+        &mut self,
+        message: WatchMessage,
+        ready: &mut VecDeque<Result<Change>>,
+    ) -> std::result::Result<(), Failure> {
+        let (kind, event) = match message {
+            WatchMessage::Put(event) => (EventKind::Put, event),
+            WatchMessage::Delete(event) => (EventKind::Delete, event),
+            WatchMessage::Progress { revision } => {
+                self.resume.progress(revision);
+                return Ok(());
             }
+            WatchMessage::Error {
+                code,
+                message,
+                compacted_revision,
+                resume_revision,
+            } => {
+                return Err(match code {
+                    WatchErrorCode::Compacted => {
+                        let mut body = ErrorBody::new(ErrorCode::Compacted, message);
+                        body.compacted_revision = compacted_revision;
+                        Failure::Fatal(ClientError::Api { status: 410, body })
+                    }
+                    WatchErrorCode::SlowWatcher | WatchErrorCode::Unavailable => {
+                        if let Some(revision) = resume_revision {
+                            self.resume.resume_at(revision);
+                        }
+                        let mut body = ErrorBody::new(ErrorCode::Unavailable, message);
+                        body.field = Some("watch".into());
+                        Failure::Retry {
+                            error: ClientError::Api { status: 503, body },
+                            avoid: code == WatchErrorCode::Unavailable,
+                        }
+                    }
+                });
+            }
+        };
+        if self.resume.accept(event.mod_revision) {
+            ready.push_back(Ok(Change { kind, event }));
         }
         Ok(())
     }
-
-    fn deliver(&mut self, kind: EventKind, event: WatchEvent) {
-        if self.resume.accept(event.mod_revision) {
-            self.ready.push_back(Ok(Change { kind, event }));
-        }
-    }
-
-    async fn fail(&mut self, failure: Failure) {
-        if let Some(conn) = self.conn.take()
-            && let Failure::Retry { avoid: true, .. } = failure
-        {
-            self.client.avoid(&conn.endpoint);
-        }
-        match failure {
-            Failure::Fatal(error) => {
-                self.ready.push_back(Err(error));
-                self.done = true;
-            }
-            Failure::Retry { error, .. } => {
-                self.failures += 1;
-                if self.failures > self.client.inner.watch_retries {
-                    self.ready.push_back(Err(error));
-                    self.done = true;
-                    return;
-                }
-                tracing::debug!(error = %error, attempt = self.failures, "watch reconnecting");
-                tokio::time::sleep(backoff(self.failures)).await;
-            }
-        }
-    }
-}
-
-/// An error opening a stream: the ones another attempt may cure are retried.
-pub(crate) fn classify_open_error(error: ClientError) -> Failure {
-    let retry = match &error {
-        ClientError::Transport { .. } => true,
-        ClientError::Api { body, .. } => matches!(
-            body.error,
-            ErrorCode::Unavailable | ErrorCode::NotLeader | ErrorCode::TooManyWatchers
-        ),
-        _ => false,
-    };
-    if retry {
-        Failure::Retry {
-            error,
-            avoid: false,
-        }
-    } else {
-        Failure::Fatal(error)
-    }
-}
-
-/// 100 ms doubling per consecutive failure, at most 2 s.
-pub(crate) fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(5);
-    Duration::from_millis(100 << exp).min(Duration::from_secs(2))
 }
 
 #[cfg(test)]
@@ -460,14 +305,5 @@ mod tests {
         let mut ahead = Resume::new(Some(5));
         ahead.resume_at(50);
         assert_eq!(ahead.resume_from(), Some(5));
-    }
-
-    #[test]
-    fn backoff_is_bounded() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(2), Duration::from_millis(200));
-        assert_eq!(backoff(5), Duration::from_millis(1600));
-        assert_eq!(backoff(6), Duration::from_secs(2));
-        assert_eq!(backoff(30), Duration::from_secs(2));
     }
 }
