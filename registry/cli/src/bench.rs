@@ -332,61 +332,98 @@ fn finish(counters: &Counters) {
     }
 }
 
+/// A closed-loop run: workers that each send one request at a time until
+/// the deadline, a progress line, and the clock.
+struct Run {
+    counters: Arc<Counters>,
+    progress: tokio::task::JoinHandle<()>,
+    start: Instant,
+    deadline: Instant,
+    workers: JoinSet<Histogram<u64>>,
+}
+
+impl Run {
+    fn start(duration: Duration) -> Self {
+        let counters = Arc::new(Counters::default());
+        let start = Instant::now();
+        Run {
+            progress: spawn_progress(counters.clone()),
+            counters,
+            start,
+            deadline: start + duration,
+            workers: JoinSet::new(),
+        }
+    }
+
+    /// Waits for the workers and sums the run up.
+    async fn finish(self, benchmark: &'static str, ctx: &Ctx) -> anyhow::Result<Summary> {
+        let hist = join_histograms(self.workers, ctx.timeout + Duration::from_secs(1)).await;
+        self.progress.abort();
+        finish(&self.counters);
+        Ok(Summary::new(
+            benchmark,
+            self.counters.errors.load(Ordering::Relaxed),
+            self.start.elapsed(),
+            &hist?,
+        ))
+    }
+}
+
+/// Counts one request sent at `sent`: its latency when it succeeded; a
+/// wrong answer (inner `Err`) as an error; a failure as an error, after
+/// which the worker pauses so a dead cluster does not spin the CPU.
+async fn count<E: std::fmt::Display>(
+    hist: &mut Histogram<u64>,
+    counters: &Counters,
+    sent: Instant,
+    result: Result<Result<(), String>, E>,
+) {
+    match result {
+        Ok(Ok(())) => {
+            record(hist, sent.elapsed());
+            counters.ops.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Err(wrong)) => counters.error(wrong),
+        Err(err) => {
+            counters.error(err);
+            tokio::time::sleep(ERROR_PAUSE).await;
+        }
+    }
+}
+
 async fn put(ctx: &Ctx, load: &LoadArgs) -> anyhow::Result<Summary> {
-    let counters = Arc::new(Counters::default());
-    let progress = spawn_progress(counters.clone());
-    let start = Instant::now();
-    let deadline = start + load.duration();
+    let mut run = Run::start(load.duration());
     let value = vec![b'x'; load.value_size];
-    let mut tasks = JoinSet::new();
     for _ in 0..load.clients {
         let (client, counters, value, load) = (
             ctx.client.clone(),
-            counters.clone(),
+            run.counters.clone(),
             value.clone(),
             load.clone(),
         );
-        tasks.spawn(async move {
+        let deadline = run.deadline;
+        run.workers.spawn(async move {
             let mut hist = histogram();
             let mut rng = SmallRng::from_rng(&mut rand::rng());
             while Instant::now() < deadline {
                 let key = bench_key(rng.random_range(0..load.keys), load.key_size);
                 let sent = Instant::now();
-                match client.put(&key, value.clone(), PutOptions::default()).await {
-                    Ok(_) => {
-                        record(&mut hist, sent.elapsed());
-                        counters.ops.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(err) => {
-                        counters.error(err);
-                        tokio::time::sleep(ERROR_PAUSE).await;
-                    }
-                }
+                let result = client.put(&key, value.clone(), PutOptions::default()).await;
+                count(&mut hist, &counters, sent, result.map(|_| Ok(()))).await;
             }
             hist
         });
     }
-    let hist = join_histograms(tasks, ctx.timeout + Duration::from_secs(1)).await;
-    progress.abort();
-    finish(&counters);
-    Ok(Summary::new(
-        "put",
-        counters.errors.load(Ordering::Relaxed),
-        start.elapsed(),
-        &hist?,
-    ))
+    run.finish("put", ctx).await
 }
 
 async fn get(ctx: &Ctx, load: &LoadArgs, serializable: bool) -> anyhow::Result<Summary> {
     preload(&ctx.client, load).await?;
-    let counters = Arc::new(Counters::default());
-    let progress = spawn_progress(counters.clone());
-    let start = Instant::now();
-    let deadline = start + load.duration();
-    let mut tasks = JoinSet::new();
+    let mut run = Run::start(load.duration());
     for _ in 0..load.clients {
-        let (client, counters, load) = (ctx.client.clone(), counters.clone(), load.clone());
-        tasks.spawn(async move {
+        let (client, counters, load) = (ctx.client.clone(), run.counters.clone(), load.clone());
+        let deadline = run.deadline;
+        run.workers.spawn(async move {
             let mut hist = histogram();
             let mut rng = SmallRng::from_rng(&mut rand::rng());
             let options = GetOptions {
@@ -396,30 +433,17 @@ async fn get(ctx: &Ctx, load: &LoadArgs, serializable: bool) -> anyhow::Result<S
             while Instant::now() < deadline {
                 let key = bench_key(rng.random_range(0..load.keys), load.key_size);
                 let sent = Instant::now();
-                match client.get(&key, options.clone()).await {
-                    Ok(Some(_)) => {
-                        record(&mut hist, sent.elapsed());
-                        counters.ops.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(None) => counters.error(format!("preloaded key {key} is missing")),
-                    Err(err) => {
-                        counters.error(err);
-                        tokio::time::sleep(ERROR_PAUSE).await;
-                    }
-                }
+                let result = client.get(&key, options.clone()).await.map(|found| {
+                    found
+                        .map(drop)
+                        .ok_or_else(|| format!("preloaded key {key} is missing"))
+                });
+                count(&mut hist, &counters, sent, result).await;
             }
             hist
         });
     }
-    let hist = join_histograms(tasks, ctx.timeout + Duration::from_secs(1)).await;
-    progress.abort();
-    finish(&counters);
-    Ok(Summary::new(
-        "get",
-        counters.errors.load(Ordering::Relaxed),
-        start.elapsed(),
-        &hist?,
-    ))
+    run.finish("get", ctx).await
 }
 
 /// Writes every key once, `clients` at a time.

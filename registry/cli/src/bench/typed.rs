@@ -21,8 +21,8 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::{
-    Counters, ERROR_PAUSE, PRELOAD_LIMIT, Summary, finish, histogram, join_histograms, record,
-    spawn_progress,
+    Counters, ERROR_PAUSE, PRELOAD_LIMIT, Run, Summary, count, finish, histogram, join_histograms,
+    record, spawn_progress,
 };
 use crate::Ctx;
 
@@ -224,14 +224,11 @@ fn instance_spec(index: usize, weight: u32) -> serde_json::Value {
 
 pub async fn register(ctx: &Ctx, args: &RegisterArgs) -> anyhow::Result<Summary> {
     let http = Http::new(ctx)?;
-    let counters = Arc::new(Counters::default());
-    let progress = spawn_progress(counters.clone());
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(args.duration);
-    let mut tasks = JoinSet::new();
+    let mut run = Run::start(Duration::from_secs(args.duration));
     for worker in 0..args.clients {
-        let (http, counters, args) = (http.clone(), counters.clone(), args.clone());
-        tasks.spawn(async move {
+        let (http, counters, args) = (http.clone(), run.counters.clone(), args.clone());
+        let deadline = run.deadline;
+        run.workers.spawn(async move {
             let mut hist = histogram();
             let mut rng = SmallRng::from_rng(&mut rand::rng());
             while Instant::now() < deadline {
@@ -239,32 +236,15 @@ pub async fn register(ctx: &Ctx, args: &RegisterArgs) -> anyhow::Result<Summary>
                 let index = rng.random_range(0..args.instances);
                 let spec = instance_spec(index, rng.random_range(1..=100));
                 let sent = Instant::now();
-                match http
+                let result = http
                     .register(worker, &service, &format!("bench-{index}"), &spec)
-                    .await
-                {
-                    Ok(()) => {
-                        record(&mut hist, sent.elapsed());
-                        counters.ops.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(err) => {
-                        counters.error(err);
-                        tokio::time::sleep(ERROR_PAUSE).await;
-                    }
-                }
+                    .await;
+                count(&mut hist, &counters, sent, result.map(Ok)).await;
             }
             hist
         });
     }
-    let hist = join_histograms(tasks, ctx.timeout + Duration::from_secs(1)).await;
-    progress.abort();
-    finish(&counters);
-    Ok(Summary::new(
-        "register",
-        counters.errors.load(Ordering::Relaxed),
-        start.elapsed(),
-        &hist?,
-    ))
+    run.finish("register", ctx).await
 }
 
 pub async fn discover(ctx: &Ctx, args: &DiscoverArgs) -> anyhow::Result<Summary> {
@@ -299,14 +279,11 @@ pub async fn discover(ctx: &Ctx, args: &DiscoverArgs) -> anyhow::Result<Summary>
         );
     }
 
-    let counters = Arc::new(Counters::default());
-    let progress = spawn_progress(counters.clone());
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(args.duration);
-    let mut tasks = JoinSet::new();
+    let mut run = Run::start(Duration::from_secs(args.duration));
     for worker in 0..args.clients {
-        let (http, counters, args) = (http.clone(), counters.clone(), args.clone());
-        tasks.spawn(async move {
+        let (http, counters, args) = (http.clone(), run.counters.clone(), args.clone());
+        let deadline = run.deadline;
+        run.workers.spawn(async move {
             let mut hist = histogram();
             let url = format!(
                 "{}/v1/services/{DEFAULT_NAMESPACE}/{DISCOVER_SERVICE}",
@@ -324,37 +301,27 @@ pub async fn discover(ctx: &Ctx, args: &DiscoverArgs) -> anyhow::Result<Summary>
                     let discovery: Discovery = serde_json::from_slice(&body)?;
                     Ok(discovery.instances.len())
                 });
-                match answer {
-                    Ok(found) if found == args.instances => {
-                        record(&mut hist, sent.elapsed());
-                        counters.ops.fetch_add(1, Ordering::Relaxed);
+                let result = answer.map(|found| {
+                    if found == args.instances {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "discovery returned {found} of {} instances",
+                            args.instances
+                        ))
                     }
-                    Ok(found) => counters.error(format!(
-                        "discovery returned {found} of {} instances",
-                        args.instances
-                    )),
-                    Err(err) => {
-                        counters.error(err);
-                        tokio::time::sleep(ERROR_PAUSE).await;
-                    }
-                }
+                });
+                count(&mut hist, &counters, sent, result).await;
             }
             hist
         });
     }
-    let hist = join_histograms(tasks, ctx.timeout + Duration::from_secs(1)).await;
-    progress.abort();
-    finish(&counters);
-    Ok(Summary::new(
-        if args.serializable {
-            "discover-serializable"
-        } else {
-            "discover"
-        },
-        counters.errors.load(Ordering::Relaxed),
-        start.elapsed(),
-        &hist?,
-    ))
+    let name = if args.serializable {
+        "discover-serializable"
+    } else {
+        "discover"
+    };
+    run.finish(name, ctx).await
 }
 
 /// `seq=NNNNNNNNNN\n`: which publish a content is.
