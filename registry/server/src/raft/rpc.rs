@@ -114,19 +114,20 @@ fn refusal(state: &PeerState, headers: &HeaderMap) -> Option<Response> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     };
-    let identity = state.identity.get();
+    // Every Raft RPC passes here: compare without copying the identity.
+    let node_id = state.identity.node_id();
     let target = header(TARGET_HEADER);
-    if target != identity.node_id.to_string() {
+    if target.parse::<u64>().ok() != Some(node_id) {
         return Some(failure(
             StatusCode::MISDIRECTED_REQUEST,
             format!(
-                "this is node {} ({}), not node {target}",
-                identity.node_id, identity.name
+                "this is node {node_id} ({}), not node {target}",
+                state.identity.get().name
             ),
         ));
     }
     let cluster = header(CLUSTER_HEADER);
-    match identity.cluster_id.as_deref() {
+    match state.identity.cluster_id().as_deref() {
         Some(ours) if ours == cluster => None,
         Some(ours) => Some(failure(
             StatusCode::CONFLICT,
